@@ -1,0 +1,5 @@
+"""Core of the MCP runner: runs, manifests, pointers, metrics and migration.
+
+Nothing in this package prints or parses command lines except ``commands/``;
+only ``mcp_client``, ``servers/`` and ``worker`` import the MCP SDK.
+"""

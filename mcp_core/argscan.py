@@ -1,0 +1,124 @@
+"""Strict left-to-right argument scanning, with the options read from a usage text.
+
+The options come from each command's docopt usage text (``docopt.parse_options``),
+so the help a person reads and the flags accepted cannot drift apart. The scan
+itself is ours, because callers depend on the old runner's exact rules, which
+docopt does not follow (it accepts ``--flag=value`` and abbreviations, and
+docopt-ng even guesses at misspelled options):
+
+- left to right, the first bad argument wins;
+- a flag's value is simply the next argument, even one starting with ``--``;
+  only a missing or empty value is an error;
+- ``--flag=value`` forms and abbreviations are unknown options.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from docopt import parse_docstring_sections, parse_options
+
+from mcp_core.errors import UsageError
+
+HELP = "help"
+
+
+@dataclass
+class Messages:
+    """The exact error lines of one command."""
+
+    unknown: Callable[[str], str]
+    missing: Callable[[str], str] = lambda flag: f"{flag} requires a value"
+    not_numeric: Callable[[str], str] = lambda flag: f"{flag} requires a numeric value"
+
+
+@dataclass
+class Parsed:
+    values: dict[str, str | bool | list[str]] = field(default_factory=dict)
+    positionals: list[str] = field(default_factory=list)
+    help: bool = False
+
+    def text(self, flag: str, default: str | None = None) -> str | None:
+        value = self.values.get(flag)
+        return value if isinstance(value, str) else default
+
+    def flag(self, flag: str) -> bool:
+        return self.values.get(flag) is True
+
+    def many(self, flag: str) -> list[str]:
+        value = self.values.get(flag)
+        return list(value) if isinstance(value, list) else []
+
+
+def options_of(usage: str) -> dict[str, int]:
+    """``{'--flag': argcount}`` for every option the usage text describes."""
+    sections = parse_docstring_sections(usage)
+    table: dict[str, int] = {}
+    for option in parse_options(sections.after_usage):
+        for name in (option.short, option.longer):
+            if name:
+                table[name] = option.argcount
+    return table
+
+
+def is_numeric(value: str) -> bool:
+    """A finite, positive number (what a timeout or an interval can be)."""
+    try:
+        number = float(value.strip())
+    except ValueError:
+        return False
+    return math.isfinite(number) and number > 0
+
+
+def scan(
+    argv: Iterable[str],
+    usage: str,
+    messages: Messages,
+    *,
+    numeric: Iterable[str] = (),
+    repeatable: Iterable[str] = (),
+    positionals: int = 0,
+) -> Parsed:
+    """Scan ``argv`` against the options of ``usage``; raise UsageError on the first fault.
+
+    ``-h``/``--help`` stops the scan where it appears (later arguments are not
+    checked). ``positionals`` leading non-option words are accepted.
+    """
+    table = options_of(usage)
+    numeric_flags = set(numeric)
+    repeatable_flags = set(repeatable)
+    parsed = Parsed()
+    args = list(argv)
+    position = 0
+    while position < len(args):
+        arg = args[position]
+        if arg in ("-h", "--help") and arg in table:
+            parsed.help = True
+            return parsed
+        if arg not in table:
+            if len(parsed.positionals) < positionals and not arg.startswith("-"):
+                parsed.positionals.append(arg)
+                position += 1
+                continue
+            raise UsageError(messages.unknown(arg))
+        if table[arg] == 0:
+            parsed.values[arg] = True
+            position += 1
+            continue
+        value = args[position + 1] if position + 1 < len(args) else None
+        if arg in numeric_flags:
+            if value is None or not is_numeric(value):
+                raise UsageError(messages.not_numeric(arg))
+        elif not value:
+            raise UsageError(messages.missing(arg))
+        assert value is not None
+        if arg in repeatable_flags:
+            existing = parsed.values.setdefault(arg, [])
+            assert isinstance(existing, list)
+            existing.append(value)
+        else:
+            parsed.values[arg] = value
+        position += 2
+    return parsed

@@ -1,0 +1,209 @@
+"""JSON text and timestamps exactly as the old Node runner wrote them.
+
+``JSON.stringify`` differs from ``json.dumps`` in how it prints numbers
+(``0`` not ``0.0``, ``1e-7`` not ``1e-07``, no exponent below 1e21, NaN as
+``null``) and in escaping lone surrogates; ``Date.toISOString()`` always has
+three truncated fractional digits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+import time
+from typing import Any
+
+_encode_string = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_MAX_SAFE_INT = 2**53
+
+
+def js_number(value: float) -> str:
+    """Format a float as JavaScript's Number.prototype.toString does."""
+    if math.isnan(value) or math.isinf(value):
+        return "null"
+    if value == 0:
+        return "0"
+    sign = "-" if value < 0 else ""
+    mantissa, _, exp_text = repr(abs(value)).partition("e")
+    int_part, _, frac_part = mantissa.partition(".")
+    all_digits = int_part + frac_part
+    stripped = all_digits.lstrip("0")
+    # value = 0.<digits> * 10**point
+    point = len(int_part) + (int(exp_text) if exp_text else 0) - (len(all_digits) - len(stripped))
+    digits = stripped.rstrip("0")
+    k = len(digits)
+    if k <= point <= 21:
+        text = digits + "0" * (point - k)
+    elif 0 < point <= 21:
+        text = digits[:point] + "." + digits[point:]
+    elif -6 < point <= 0:
+        text = "0." + "0" * -point + digits
+    else:
+        exponent = point - 1
+        exp_sign = "+" if exponent >= 0 else "-"
+        head = digits[0] + ("." + digits[1:] if k > 1 else "")
+        text = f"{head}e{exp_sign}{abs(exponent)}"
+    return sign + text
+
+
+def _string(value: str) -> str:
+    text: str = _encode_string(value)
+    if _LONE_SURROGATE.search(text):
+        text = _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return text
+
+
+def _scalar(value: Any) -> str:
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(value) if abs(value) <= _MAX_SAFE_INT else js_number(float(value))
+    if isinstance(value, float):
+        return js_number(value)
+    if isinstance(value, str):
+        return _string(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _encode(value: Any, indent: str | None, level: int, out: list[str]) -> None:
+    if isinstance(value, dict):
+        if not value:
+            out.append("{}")
+            return
+        items = list(value.items())
+        if indent is None:
+            out.append("{")
+            for n, (key, item) in enumerate(items):
+                if n:
+                    out.append(",")
+                out.append(_string(str(key)))
+                out.append(":")
+                _encode(item, None, level, out)
+            out.append("}")
+            return
+        inner = "\n" + indent * (level + 1)
+        out.append("{")
+        for n, (key, item) in enumerate(items):
+            out.append(("," if n else "") + inner)
+            out.append(_string(str(key)) + ": ")
+            _encode(item, indent, level + 1, out)
+        out.append("\n" + indent * level + "}")
+    elif isinstance(value, (list, tuple)):
+        if not value:
+            out.append("[]")
+            return
+        if indent is None:
+            out.append("[")
+            for n, item in enumerate(value):
+                if n:
+                    out.append(",")
+                _encode(item, None, level, out)
+            out.append("]")
+            return
+        inner = "\n" + indent * (level + 1)
+        out.append("[")
+        for n, item in enumerate(value):
+            out.append(("," if n else "") + inner)
+            _encode(item, indent, level + 1, out)
+        out.append("\n" + indent * level + "]")
+    else:
+        out.append(_scalar(value))
+
+
+def dumps_compact(value: Any) -> str:
+    """``JSON.stringify(value)``: no whitespace, no trailing newline."""
+    out: list[str] = []
+    _encode(value, None, 0, out)
+    return "".join(out)
+
+
+def dumps_pretty(value: Any) -> str:
+    """``JSON.stringify(value, null, 2) + "\\n"``: the form of every JSON file."""
+    out: list[str] = []
+    _encode(value, "  ", 0, out)
+    out.append("\n")
+    return "".join(out)
+
+
+def iso_from_ms(epoch_ms: int) -> str:
+    """``new Date(epoch_ms).toISOString()``."""
+    seconds, millis = divmod(int(epoch_ms), 1000)
+    moment = dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{millis:03d}Z"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def iso_now() -> str:
+    return iso_from_ms(now_ms())
+
+
+def stamp(iso: str) -> str:
+    """A timestamp made safe for file names: ``:`` and ``.`` become ``-``."""
+    return iso.replace(":", "-").replace(".", "-")
+
+
+# The old runner's legacy directories and early manifests used stamps as
+# timestamps: 2025-10-18T13-37-27Z, 2025-10-18T16-21-54-804Z.
+_DASHED = re.compile(
+    r"^(\d{4}-\d{2}-\d{2})T(\d{2})-(\d{2})-(\d{2})(?:-(\d{1,6}))?(Z|[+-]\d{2}:?\d{2})?$"
+)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def parse_timestamp_ms(value: object) -> float | None:
+    """Milliseconds since the epoch for a timestamp string, or None when unknown.
+
+    Accepts ISO 8601 (what the runner writes), the dash-separated stamp form,
+    and, as a last resort, whatever python-dateutil reads. Times without a zone
+    are taken as UTC. Never raises.
+    """
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    moment = _parse_iso(text)
+    if moment is None:
+        dashed = _DASHED.match(text)
+        if dashed:
+            day, hh, mm, ss, frac, zone = dashed.groups()
+            rebuilt = f"{day}T{hh}:{mm}:{ss}" + (f".{frac}" if frac else "") + (zone or "")
+            moment = _parse_iso(rebuilt)
+    if moment is None:
+        moment = _parse_with_dateutil(text)
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    try:
+        return (moment - _EPOCH) / dt.timedelta(milliseconds=1)
+    except (OverflowError, ValueError):
+        return None
+
+
+def _parse_iso(text: str) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _parse_with_dateutil(text: str) -> dt.datetime | None:
+    from dateutil import parser  # ~35 ms to import: only for unusual shapes
+
+    try:
+        return parser.isoparse(text)
+    except (ValueError, OverflowError):
+        pass
+    try:
+        return parser.parse(text)
+    except (ValueError, OverflowError, parser.ParserError):
+        return None

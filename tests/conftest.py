@@ -1,0 +1,96 @@
+"""Shared test helpers: temp repositories, the upstream fixture, running the real CLIs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+SHARED = CHECKOUT.parent / "shared"
+FIXTURE_RUNS = SHARED / "fixtures" / "upstream-runs" / ".runs"
+SCRIPTS = CHECKOUT / "scripts"
+
+
+def _make_writable(root: Path) -> None:
+    for path in [root, *root.rglob("*")]:
+        if path.is_symlink():
+            continue
+        mode = path.stat().st_mode
+        path.chmod(mode | stat.S_IWUSR | (stat.S_IXUSR if path.is_dir() else 0))
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """An empty repository root (a temp dir) for one test."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def fixture_repo(repo: Path) -> Path:
+    """A repository whose .runs/ is a writable copy of the upstream fixture.
+
+    Skips where ../shared is absent (the fixture is never copied into the project).
+    """
+    if not FIXTURE_RUNS.is_dir():
+        pytest.skip(f"upstream fixture not found at {FIXTURE_RUNS} (../shared is absent)")
+    shutil.copytree(FIXTURE_RUNS, repo / ".runs", symlinks=True)
+    _make_writable(repo / ".runs")
+    return repo
+
+
+def runner_env(repo: Path, **extra: str) -> dict[str, str]:
+    """The environment for a CLI run against ``repo``, with no inherited runner settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_RUNNER_")}
+    env["MCP_RUNNER_REPO_ROOT"] = str(repo)
+    env.update(extra)
+    return env
+
+
+def run_script(
+    name: str,
+    *args: str,
+    repo: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``scripts/<name>`` as a real process, as a caller would."""
+    return subprocess.run(
+        [str(SCRIPTS / name), *args],
+        cwd=cwd or repo,
+        env=env or runner_env(repo),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def snapshot(root: Path) -> dict[str, bytes | str]:
+    """Every file under ``root`` (contents, or a symlink's target), to prove nothing changed."""
+    result: dict[str, bytes | str] = {}
+    if not root.exists():
+        return result
+    for path in sorted(root.rglob("*")):
+        key = str(path.relative_to(root))
+        if path.is_symlink():
+            result[key] = "->" + os.readlink(path)
+        elif path.is_file():
+            result[key] = path.read_bytes()
+        else:
+            result[key] = "<dir>"
+    return result
+
+
+@pytest.fixture
+def python() -> Iterator[str]:
+    yield sys.executable
