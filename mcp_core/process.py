@@ -1,0 +1,73 @@
+"""Processes: liveness that survives pid reuse, and stopping whole process groups."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+
+
+def start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (/proc/<pid>/stat field 22)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            raw = handle.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    fields = raw[raw.rfind(b")") + 2 :].split()
+    try:
+        state = fields[0]
+        if state in (b"Z", b"X"):  # a zombie has finished its work
+            return None
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def is_alive(pid: object, expected_start: object = None) -> bool:
+    """True when ``pid`` runs and, if ``expected_start`` is known, is the same process.
+
+    Unlike ``kill(pid, 0)`` this is not fooled by a reused pid, and a process we
+    may not signal (EPERM) still counts as alive.
+    """
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    ticks = start_ticks(pid)
+    if ticks is None:
+        if os.path.isdir("/proc/self"):
+            return False
+        try:  # no /proc: fall back to a signal probe
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    if isinstance(expected_start, int) and not isinstance(expected_start, bool):
+        return ticks == expected_start
+    return True
+
+
+def kill_group(pgid: int, grace_seconds: float = 2.0) -> None:
+    """SIGTERM a process group, then SIGKILL whatever is left after ``grace_seconds``."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_seconds
+    while time.monotonic() < deadline:
+        if not group_exists(pgid):
+            return
+        time.sleep(0.02)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
