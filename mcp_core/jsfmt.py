@@ -135,7 +135,7 @@ def dumps_pretty(value: Any) -> str:
 def iso_from_ms(epoch_ms: int) -> str:
     """``new Date(epoch_ms).toISOString()``."""
     seconds, millis = divmod(int(epoch_ms), 1000)
-    moment = dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
+    moment = dt.datetime.fromtimestamp(seconds, dt.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{millis:03d}Z"
 
 
@@ -157,7 +157,7 @@ def stamp(iso: str) -> str:
 _DASHED = re.compile(
     r"^(\d{4}-\d{2}-\d{2})T(\d{2})-(\d{2})-(\d{2})(?:-(\d{1,6}))?(Z|[+-]\d{2}:?\d{2})?$"
 )
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def parse_timestamp_ms(value: object) -> float | None:
@@ -182,7 +182,7 @@ def parse_timestamp_ms(value: object) -> float | None:
     if moment is None:
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
+        moment = moment.replace(tzinfo=dt.UTC)
     try:
         return (moment - _EPOCH) / dt.timedelta(milliseconds=1)
     except (OverflowError, ValueError):
