@@ -1,4 +1,15 @@
-"""Which MCP server a run talks to (CONTRACT: "Which MCP server the worker talks to")."""
+"""Which MCP server a run talks to (CONTRACT: "Which MCP server the worker talks to").
+
+``MCP_RUNNER_SERVER``:
+
+- unset, empty or ``auto``: ``codex`` when ``codex --help`` lists an ``mcp-server``
+  command (Codex up to 0.153.4), else ``codex-exec`` when a ``codex`` is on PATH
+  (0.154.0 on), else ``local``;
+- ``codex``: ``scripts/run-local-mcp.sh --repo <root> --no-log``, i.e. ``codex -C <root> mcp-server``;
+- ``codex-exec``: ``python -m mcp_core.servers.codex_exec``, each call runs ``codex exec``;
+- ``local``: ``python -m mcp_core.servers.local``, ``bash -c`` in the repo root, no network;
+- anything else: that command line (shell words), spawned as a stdio MCP server.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +23,9 @@ from pathlib import Path
 
 from mcp_core.errors import RunnerError
 
-_SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "scripts"
+_PACKAGE_SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "scripts"
+RUN_LOCAL_MCP = "run-local-mcp.sh"
+HELP_TIMEOUT_SECONDS = 15.0
 
 
 @dataclass(frozen=True)
@@ -24,30 +37,64 @@ class ServerChoice:
         return {"mode": self.mode, "command": shlex.join(self.command)}
 
 
-def codex_has_mcp_server(codex: str) -> bool:
-    """Whether ``codex --help`` lists an ``mcp-server`` command (gone from 0.154.0 on)."""
+def codex_has_mcp_server(
+    codex: str, env: Mapping[str, str] | None = None, timeout: float = HELP_TIMEOUT_SECONDS
+) -> bool:
+    """Whether ``codex --help`` lists an ``mcp-server`` command (gone from 0.154.0 on).
+
+    Only the help's command list counts: ``codex mcp-server --help`` is no test,
+    since 0.169.0 answers it with the general banner and exit 0. A codex that
+    cannot be run, fails or does not answer in ``timeout`` seconds has none.
+    """
     try:
         result = subprocess.run(
             [codex, "--help"],
             capture_output=True,
             text=True,
-            timeout=20,
+            errors="replace",
+            timeout=timeout,
             stdin=subprocess.DEVNULL,
+            env=None if env is None else dict(env),
         )
     except (OSError, subprocess.SubprocessError):
         return False
-    for line in result.stdout.splitlines():
+    if result.returncode != 0:
+        return False
+    return "mcp-server" in help_commands(result.stdout)
+
+
+def help_commands(help_text: str) -> list[str]:
+    """The command names in a clap help text's ``Commands:`` section."""
+    names: list[str] = []
+    in_commands = False
+    for line in help_text.splitlines():
+        if not line.strip():
+            continue
+        if not line[0].isspace():  # a section heading ("Commands:", "Options:", ...)
+            in_commands = line.strip() == "Commands:"
+            continue
         words = line.split()
-        if words and words[0] == "mcp-server":
-            return True
-    return False
+        # A command line is "  <name>  <description>"; wrapped descriptions are indented deeper.
+        if in_commands and len(line) - len(line.lstrip()) <= 4:
+            names.append(words[0])
+    return names
+
+
+def run_local_mcp_script(env: Mapping[str, str]) -> Path | None:
+    """The ``run-local-mcp.sh`` shipped with the wrappers: the checkout's the
+    wrappers run from (``MCP_RUNNER_CHECKOUT``), else this package's checkout."""
+    candidates = []
+    if env.get("MCP_RUNNER_CHECKOUT"):
+        candidates.append(Path(env["MCP_RUNNER_CHECKOUT"]) / "scripts" / RUN_LOCAL_MCP)
+    candidates.append(_PACKAGE_SCRIPTS_DIR / RUN_LOCAL_MCP)
+    return next((path for path in candidates if path.is_file()), None)
 
 
 def choose_server(repo_root: Path, env: Mapping[str, str]) -> ServerChoice:
-    requested = (env.get("MCP_RUNNER_SERVER") or "auto").strip()
+    requested = (env.get("MCP_RUNNER_SERVER") or "auto").strip() or "auto"
     if requested == "auto":
         codex = shutil.which("codex", path=env.get("PATH"))
-        if codex and codex_has_mcp_server(codex):
+        if codex and codex_has_mcp_server(codex, env):
             requested = "codex"
         elif codex:
             requested = "codex-exec"
@@ -58,12 +105,14 @@ def choose_server(repo_root: Path, env: Mapping[str, str]) -> ServerChoice:
     if requested == "codex-exec":
         return ServerChoice("codex-exec", [sys.executable, "-m", "mcp_core.servers.codex_exec"])
     if requested == "codex":
-        script = _SCRIPTS_DIR / "run-local-mcp.sh"
+        script = run_local_mcp_script(env)
+        if script is None:  # wrappers copied without it: what the script would exec
+            return ServerChoice("codex", ["codex", "-C", str(repo_root), "mcp-server"])
         return ServerChoice("codex", [str(script), "--repo", str(repo_root), "--no-log"])
     try:
         argv = shlex.split(requested)
     except ValueError as exc:
         raise RunnerError(f"MCP_RUNNER_SERVER is not a valid command line: {exc}") from exc
-    if not argv:
-        raise RunnerError("MCP_RUNNER_SERVER is empty.")
+    if not argv or not argv[0]:
+        raise RunnerError(f"MCP_RUNNER_SERVER names no program: {requested!r}")
     return ServerChoice("custom", argv)
