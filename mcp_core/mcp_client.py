@@ -1,0 +1,322 @@
+"""The client side of one MCP stdio session: spawn the server, talk to it, stop it.
+
+The server is spawned with ``subprocess`` *before* the SDK is imported
+(importing ``mcp`` costs ~0.9 s; a Python server needs about as long to come
+up, so the two overlap). The SDK's ``ClientSession`` then runs over our own
+pipe transport, which also
+
+- logs every notification (e.g. a storm of ``codex/event``) to ``runner.log``
+  and never fails on one,
+- skips a stray non-JSON line on the server's stdout (logged, not fatal),
+- ends the session at once when the server's stdout closes (it died), so
+  pending requests fail with "Connection closed" instead of lingering.
+
+Nothing here imports the SDK at module level.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import select
+import signal
+import subprocess
+import time
+import traceback
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mcp import ClientSession
+
+LogFn = Callable[[str], None]
+INITIALIZE_TIMEOUT_SECONDS = 60.0
+LOGGED_MESSAGE_CHARS = 2000
+_PR_SET_PDEATHSIG = 1
+
+
+class ToolInvocationError(Exception):
+    """The tool call raised: timeout, server died, protocol error, isError result."""
+
+    def __init__(self, message: str, stack: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.stack = stack
+
+
+@dataclass(frozen=True)
+class ToolAnswer:
+    content: list[dict[str, Any]]  # the result's content list, as JSON objects
+    is_error: bool
+
+
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec: ask for SIGTERM when the worker
+    # dies (even by SIGKILL), so a server that ignores a closed stdin goes too.
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def spawn_server(
+    argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, stderr_fd: int
+) -> subprocess.Popen[bytes]:
+    """Start the server in a new session (its own process group), stdio pipes,
+    its stderr on ``stderr_fd``. Raises OSError when it cannot be started.
+
+    Call it before any thread is started (it uses a pre-exec hook)."""
+    return subprocess.Popen(
+        list(argv),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=stderr_fd,
+        cwd=cwd,
+        env=dict(env),
+        start_new_session=True,
+        preexec_fn=_die_with_parent if os.path.isdir("/proc") else None,  # noqa: PLW1509
+    )
+
+
+def _exited(pid_fd: int | None, process: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Wait up to ``timeout`` for the leader to exit, without reaping it when a
+    pidfd is available (so its group id stays reserved while we signal it)."""
+    if pid_fd is not None:
+        readable, _, _ = select.select([pid_fd], [], [], max(0.0, timeout))
+        return bool(readable)
+    deadline = time.monotonic() + timeout
+    while process.poll() is None:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def _group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_server(process: subprocess.Popen[bytes], *, wait_seconds: float, kill_grace: float = 2.0) -> None:
+    """Stop the server for good: close its stdin, give it ``wait_seconds`` to
+    exit, then SIGTERM its whole process group and SIGKILL whatever is left
+    after ``kill_grace``. Leftovers in the group are signalled even when the
+    leader exited on its own."""
+    pgid = process.pid
+    try:
+        pid_fd: int | None = os.pidfd_open(process.pid)
+    except OSError:
+        pid_fd = None  # already reaped, or no pidfd support
+    try:
+        # Its stdout stays open until it is gone: a server answering a cancel
+        # must not die of a broken pipe before it has cleaned up.
+        if process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
+        _exited(pid_fd, process, wait_seconds)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + kill_grace
+        while time.monotonic() < deadline:
+            process.poll()  # reap the leader: a zombie would keep the group "alive"
+            if not _group_exists(pgid):
+                break
+            time.sleep(0.01)
+        else:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+        process.wait()
+    finally:
+        if pid_fd is not None:
+            os.close(pid_fd)
+        if process.stdout is not None:
+            with contextlib.suppress(OSError):
+                process.stdout.close()
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= LOGGED_MESSAGE_CHARS else text[:LOGGED_MESSAGE_CHARS] + "…"
+
+
+@contextlib.asynccontextmanager
+async def pipe_transport(process: subprocess.Popen[bytes], log: LogFn) -> AsyncIterator[tuple[Any, Any]]:
+    """The SDK's (read stream, write stream) pair over the server's pipes."""
+    import anyio
+    import mcp_types
+    from mcp.shared.message import SessionMessage
+
+    assert process.stdout is not None and process.stdin is not None
+    out_fd = process.stdout.fileno()
+    in_fd = process.stdin.fileno()
+    os.set_blocking(out_fd, False)
+    os.set_blocking(in_fd, False)
+    read_send, read_receive = anyio.create_memory_object_stream[Any](0)
+    write_send, write_receive = anyio.create_memory_object_stream[Any](0)
+
+    def parse(line: bytes) -> Any:
+        text = line.decode("utf-8", "replace").strip()
+        if not text:
+            return None
+        try:
+            message = mcp_types.jsonrpc_message_adapter.validate_json(text, by_name=False)
+        except ValueError:
+            log(f"ignored a line on the MCP server's stdout that is not JSON-RPC: {_short(text)}")
+            return None
+        if isinstance(message, mcp_types.JSONRPCNotification):
+            log(f"notification {message.method}: {_short(text)}")
+        return message
+
+    async def read_lines() -> None:
+        buffer = bytearray()
+        async with read_send:
+            while True:
+                try:
+                    await anyio.wait_readable(out_fd)
+                    chunk = os.read(out_fd, 1 << 16)
+                except BlockingIOError:
+                    continue
+                except (OSError, anyio.ClosedResourceError):
+                    chunk = b""
+                if not chunk:
+                    log("the MCP server closed its stdout")
+                    return
+                buffer.extend(chunk)
+                while (end := buffer.find(b"\n")) != -1:
+                    line = bytes(buffer[:end])
+                    del buffer[: end + 1]
+                    message = parse(line)
+                    if message is not None:
+                        await read_send.send(SessionMessage(message))
+
+    async def write_messages() -> None:
+        broken = False
+        async with write_receive:
+            async for item in write_receive:
+                if broken:
+                    continue
+                data = (item.message.model_dump_json(by_alias=True, exclude_unset=True) + "\n").encode()
+                view = memoryview(data)
+                try:
+                    while view:
+                        try:
+                            view = view[os.write(in_fd, view) :]
+                        except BlockingIOError:
+                            await anyio.wait_writable(in_fd)
+                except OSError as exc:
+                    broken = True  # the server is gone; the reader sees EOF and ends the session
+                    log(f"writing to the MCP server failed: {exc}")
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(read_lines)
+        group.start_soon(write_messages)
+        try:
+            yield read_receive, write_send
+        finally:
+            group.cancel_scope.cancel()
+
+
+class McpSession:
+    """One initialized session: the server's `codex` tool schema and calls to it."""
+
+    def __init__(self, session: ClientSession, tool_schema: dict[str, Any] | None, log: LogFn) -> None:
+        self.session = session
+        self.tool_schema = tool_schema
+        self.log = log
+
+    def tool_arguments(self, prompt: str, approval_policy: str, repo_root: Path) -> dict[str, Any]:
+        """``approval-policy`` where the advertised schema names it, else
+        ``approval_policy``; ``cwd`` (the repo root) where the schema has it."""
+        properties = (self.tool_schema or {}).get("properties")
+        names = properties if isinstance(properties, dict) else {}
+        arguments: dict[str, Any] = {"prompt": prompt}
+        if "approval-policy" in names:
+            arguments["approval-policy"] = approval_policy
+        else:
+            arguments["approval_policy"] = approval_policy
+        if "cwd" in names:
+            arguments["cwd"] = str(repo_root)
+        return arguments
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], timeout_seconds: float) -> ToolAnswer:
+        """Call a tool; raise ToolInvocationError on anything but an answer."""
+        from mcp import MCPError
+
+        try:
+            result = await self.session.call_tool(name, arguments, read_timeout_seconds=timeout_seconds)
+        except MCPError as exc:
+            raise ToolInvocationError(_mcp_error_text(exc), traceback.format_exc()) from exc
+        except Exception as exc:  # protocol errors, validation errors, a closed stream
+            raise ToolInvocationError(f"{type(exc).__name__}: {exc}", traceback.format_exc()) from exc
+        content = [item.model_dump(mode="json", by_alias=True, exclude_none=True) for item in result.content]
+        return ToolAnswer(content, bool(result.is_error))
+
+
+def _mcp_error_text(exc: Exception) -> str:
+    code = getattr(exc, "code", None)
+    message = getattr(exc, "message", None) or str(exc)
+    return f"{message} (MCP error {code})" if code is not None else message
+
+
+@contextlib.asynccontextmanager
+async def connect(
+    process: subprocess.Popen[bytes],
+    *,
+    log: LogFn,
+    initialize_timeout: float = INITIALIZE_TIMEOUT_SECONDS,
+    tool_name: str = "codex",
+) -> AsyncIterator[McpSession]:
+    """Initialize a session with the spawned server and read its tool schema.
+
+    Raises ToolInvocationError when the server does not initialize (it died,
+    exited at once, answered garbage, or did not answer in time).
+    """
+    import anyio
+    from mcp import ClientSession, MCPError
+    from mcp_types import Implementation
+
+    async with pipe_transport(process, log) as (read_stream, write_stream):
+        session = ClientSession(
+            read_stream,
+            write_stream,
+            client_info=Implementation(name="mcp-runner-py", version="1"),
+        )
+        async with session:
+            try:
+                with anyio.fail_after(initialize_timeout):
+                    init = await session.initialize()
+            except TimeoutError as exc:
+                raise ToolInvocationError(
+                    f"MCP server did not answer initialize within {initialize_timeout:g} seconds",
+                    traceback.format_exc(),
+                ) from exc
+            except MCPError as exc:
+                raise ToolInvocationError(
+                    f"MCP server failed to initialize: {_mcp_error_text(exc)}", traceback.format_exc()
+                ) from exc
+            except Exception as exc:
+                raise ToolInvocationError(
+                    f"MCP server failed to initialize: {type(exc).__name__}: {exc}", traceback.format_exc()
+                ) from exc
+            server_info = getattr(init, "server_info", None)
+            log(
+                f"connected to MCP server {getattr(server_info, 'name', '?')} "
+                f"{getattr(server_info, 'version', '')} (protocol {init.protocol_version})"
+            )
+            schema: dict[str, Any] | None = None
+            try:
+                with anyio.fail_after(initialize_timeout):
+                    listing = await session.list_tools()
+                for tool in listing.tools:
+                    if tool.name == tool_name:
+                        schema = dict(tool.input_schema)
+                if schema is None:
+                    log(f"the MCP server lists no {tool_name!r} tool")
+            except Exception as exc:  # a server without tools/list still gets its call
+                log(f"tools/list failed ({type(exc).__name__}: {exc}); sending approval_policy")
+            yield McpSession(session, schema, log)

@@ -1,0 +1,332 @@
+"""What every bundled MCP server shares: the `codex` tool, the command on the
+prompt, and running one command in its own process group.
+
+The local executor (``mcp_core.servers.local``) and the ``codex exec`` bridge
+both offer the tool exactly as the real Codex MCP server names it, so the
+worker talks to all of them the same way. Import cost matters here: the
+worker reads the constants before it spawns its server, so pydantic and anyio
+are imported only where they are used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
+
+from mcp_core.jsfmt import dumps_compact
+
+if TYPE_CHECKING:
+    from mcp.server.mcpserver import MCPServer
+
+TOOL_NAME = "codex"
+TOOL_DESCRIPTION = (
+    "Run the shell command named on the prompt's 'Run the exact shell command:' line once "
+    "and answer with the JSON object {exit_code, summary, manifest_path}."
+)
+# The advertised input schema, for reference and for servers that build their
+# tool by hand; ``register_codex_tool`` produces the same properties.
+TOOL_INPUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "prompt": {"type": "string"},
+        "approval_policy": {"type": "string"},
+        "approval-policy": {"type": "string"},
+        "cwd": {"type": "string"},
+    },
+    "required": ["prompt"],
+}
+
+COMMAND_MARKER = "Run the exact shell command: "
+TIMEOUT_EXIT_CODE = 124
+# The worker hands its MCP request timeout to the server through this variable
+# so the server can give up on the command first and answer with exit 124
+# instead of leaving the client to time out with no answer.
+REQUEST_TIMEOUT_ENV = "MCP_RUNNER_REQUEST_TIMEOUT_SECONDS"
+OUTPUT_TAIL_BYTES = 4096
+SUMMARY_TAIL_LINES = 3
+SUMMARY_LINE_CHARS = 160
+
+# Process groups of the commands running now, for a server that is told to stop.
+ACTIVE_GROUPS: set[int] = set()
+
+ToolHandler = Callable[[str, "str | None", "str | None"], Awaitable[str]]
+
+
+def register_codex_tool(server: MCPServer[Any], handler: ToolHandler) -> None:
+    """Offer the `codex` tool on ``server``; ``handler(prompt, approval_policy, cwd)``
+    returns the answer text (one text content item).
+
+    Both spellings of the approval argument are accepted: the old runner sent
+    ``approval_policy``, Codex 0.153 names it ``approval-policy``.
+    """
+    import inspect
+
+    from pydantic import Field
+
+    async def codex(**arguments: Any) -> str:
+        approval = arguments.get("approval-policy") or arguments.get("approval_policy")
+        return await handler(arguments["prompt"], approval, arguments.get("cwd"))
+
+    # The SDK builds the input schema from the signature and passes arguments by
+    # their wire names ("approval-policy" is no Python name), hence **arguments.
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    codex.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter("prompt", keyword, annotation=str),
+            inspect.Parameter("approval_policy", keyword, default=None, annotation=str | None),
+            inspect.Parameter(
+                "approval_policy_hyphen",
+                keyword,
+                default=None,
+                annotation=Annotated[str | None, Field(alias="approval-policy")],
+            ),
+            inspect.Parameter("cwd", keyword, default=None, annotation=str | None),
+        ],
+        return_annotation=str,
+    )
+    server.add_tool(codex, name=TOOL_NAME, description=TOOL_DESCRIPTION, structured_output=False)
+
+
+def command_from_prompt(prompt: str) -> str | None:
+    """The command on the prompt's marker line: everything after the marker to the
+    end of the prompt (the worker puts that line last, so a command may hold
+    newlines). None when no line starts with the marker."""
+    if prompt.startswith(COMMAND_MARKER):
+        start = 0
+    else:
+        found = prompt.find("\n" + COMMAND_MARKER)
+        if found == -1:
+            return None
+        start = found + 1
+    return prompt[start + len(COMMAND_MARKER) :]
+
+
+def command_cwd(cwd_argument: str | None, env: Mapping[str, str]) -> str:
+    """Where a command runs: the call's ``cwd``, else the repo root, else here."""
+    return cwd_argument or env.get("MCP_RUNNER_REPO_ROOT") or os.getcwd()
+
+
+@dataclass(frozen=True)
+class Deadline:
+    seconds: float | None  # how long the command may run; None: no limit
+    kill_grace: float  # SIGTERM -> SIGKILL delay when it is stopped
+
+
+def deadline_for(request_timeout: float | None) -> Deadline:
+    """The server's own deadline for a command: a little shorter than the client's
+    request timeout, so the answer (exit 124) arrives before the client gives up."""
+    if request_timeout is None or not math.isfinite(request_timeout) or request_timeout <= 0:
+        return Deadline(None, 1.0)
+    margin = min(2.0, request_timeout * 0.2)
+    return Deadline(request_timeout - margin, margin / 2)
+
+
+def deadline_from_env(env: Mapping[str, str]) -> Deadline:
+    raw = env.get(REQUEST_TIMEOUT_ENV)
+    try:
+        value = float(raw) if raw else None
+    except ValueError:
+        value = None
+    return deadline_for(value)
+
+
+@dataclass(frozen=True)
+class CommandOutcome:
+    exit_code: int
+    timed_out: bool
+    output_tail: bytes  # the last OUTPUT_TAIL_BYTES of stdout+stderr
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            time.sleep(0.001)
+        except OSError:
+            return  # a lost log must not fail the command
+
+
+async def run_command(
+    argv: list[str],
+    *,
+    cwd: str,
+    env: Mapping[str, str],
+    deadline: Deadline,
+    echo_fd: int | None = 2,
+) -> CommandOutcome:
+    """Run ``argv`` in a new session (its own process group), stdin from
+    /dev/null, its stdout and stderr copied to ``echo_fd`` as they come.
+
+    When the leader exits, whatever it left in its group is killed so the
+    output pipe closes. When the deadline passes (exit code 124) or the caller
+    is cancelled, the whole group gets SIGTERM, then SIGKILL after the grace.
+    Raises OSError when the program cannot be started.
+    """
+    import asyncio
+
+    import anyio
+
+    read_end, write_end = os.pipe()
+    try:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=write_end,
+            stderr=write_end,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+        )
+    except BaseException:
+        os.close(read_end)
+        os.close(write_end)
+        raise
+    os.close(write_end)
+    os.set_blocking(read_end, False)
+    pgid = process.pid  # start_new_session: the leader's pid names the group
+    ACTIVE_GROUPS.add(pgid)
+    exit_fd = os.pidfd_open(process.pid)
+    tail = bytearray()
+    # Plain loop readers, not tasks: per command this costs ~0.3 ms less.
+    loop = asyncio.get_running_loop()
+    output_closed = loop.create_future()
+
+    def keep(chunk: bytes) -> None:
+        if echo_fd is not None:
+            _write_all(echo_fd, chunk)
+        tail.extend(chunk)
+        if len(tail) > 2 * OUTPUT_TAIL_BYTES:
+            del tail[:-OUTPUT_TAIL_BYTES]
+
+    def on_output() -> None:
+        try:
+            chunk = os.read(read_end, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if chunk:
+            keep(chunk)
+            return
+        loop.remove_reader(read_end)
+        if not output_closed.done():
+            output_closed.set_result(None)
+
+    def on_exit() -> None:
+        loop.remove_reader(exit_fd)
+        # The leader is a zombie until reaped, so its group id cannot be reused:
+        # kill what it left in its group (closing the pipe), then reap.
+        _signal_group(pgid, signal.SIGKILL)
+
+    timed_out = False
+    finished = False
+
+    def on_deadline() -> None:
+        nonlocal timed_out
+        timed_out = True
+        if not output_closed.done():
+            output_closed.set_result(None)
+
+    loop.add_reader(read_end, on_output)
+    loop.add_reader(exit_fd, on_exit)
+    timer = loop.call_later(deadline.seconds, on_deadline) if deadline.seconds is not None else None
+    try:
+        await output_closed
+        finished = not timed_out
+    finally:
+        if timer is not None:
+            timer.cancel()
+        loop.remove_reader(read_end)
+        loop.remove_reader(exit_fd)
+        if not finished:  # deadline or cancellation: stop the whole group
+            with anyio.CancelScope(shield=True):
+                await stop_group(pgid, deadline.kill_grace, leader=process)
+        process.wait()
+        # Drain what is left without blocking (the group is gone).
+        with contextlib.suppress(OSError):
+            while chunk := os.read(read_end, 65536):
+                keep(chunk)
+        os.close(read_end)
+        os.close(exit_fd)
+        ACTIVE_GROUPS.discard(pgid)
+    returncode = process.returncode
+    exit_code = TIMEOUT_EXIT_CODE if timed_out else (128 - returncode if returncode < 0 else returncode)
+    return CommandOutcome(exit_code, timed_out, bytes(tail[-OUTPUT_TAIL_BYTES:]))
+
+
+def kill_active_groups() -> None:
+    """SIGKILL every command group still running (for a server being terminated:
+    its commands run in their own sessions, out of reach of a signal to its group)."""
+    for pgid in list(ACTIVE_GROUPS):
+        _signal_group(pgid, signal.SIGKILL)
+
+
+def exit_on_sigterm() -> None:
+    """Install a SIGTERM handler that kills the running commands' groups, then exits."""
+
+    def handler(signum: int, frame: object) -> None:
+        kill_active_groups()
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def _group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def stop_group(pgid: int, grace: float, leader: subprocess.Popen[Any] | None = None) -> None:
+    """SIGTERM the group, SIGKILL it when anything is left after ``grace`` seconds."""
+    import anyio
+
+    _signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if leader is not None:
+            leader.poll()  # reap the leader so a zombie does not keep the group "alive"
+        if not _group_exists(pgid):
+            return
+        await anyio.sleep(0.01)
+    _signal_group(pgid, signal.SIGKILL)
+
+
+def output_lines(tail: bytes, count: int = SUMMARY_TAIL_LINES) -> list[str]:
+    text = tail.decode("utf-8", "replace")
+    lines = [line.strip() for line in text.replace("\r", "\n").split("\n")]
+    picked = [line for line in lines if line][-count:]
+    return [line if len(line) <= SUMMARY_LINE_CHARS else line[: SUMMARY_LINE_CHARS - 1] + "…" for line in picked]
+
+
+def summarize(outcome: CommandOutcome, deadline: Deadline) -> str:
+    """A short, useful summary: the status, then the last few lines of output."""
+    if outcome.timed_out:
+        head = f"Command timed out after {deadline.seconds:g} seconds; its process group was killed"
+    else:
+        head = f"Command exited with status {outcome.exit_code}"
+    lines = output_lines(outcome.output_tail)
+    return head + (f"; last output: {' | '.join(lines)}" if lines else "")
+
+
+def answer(exit_code: int, summary: str, manifest_path: str | None = None) -> str:
+    """The tool's answer text: compact JSON ``{exit_code, summary, manifest_path}``."""
+    return dumps_compact({"exit_code": exit_code, "summary": summary, "manifest_path": manifest_path})

@@ -1,0 +1,49 @@
+"""The bundled local executor: a stdio MCP server whose `codex` tool runs the
+prompt's command with ``bash -c`` in the repo root (``python -m mcp_core.servers.local``).
+
+It needs no network and no credentials. The command's output streams to this
+server's stderr (the worker points that at ``runner.log``); when the call is
+cancelled or the server's own deadline passes the command's whole process
+group is killed and the answer says exit 124.
+"""
+
+from __future__ import annotations
+
+import os
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+
+from mcp_core.servers import common
+
+
+def build_server() -> MCPServer:
+    server: MCPServer = MCPServer("mcp-runner-local-executor", version="1", log_level="WARNING")
+    deadline = common.deadline_from_env(os.environ)
+
+    async def run(prompt: str, approval_policy: str | None, cwd: str | None) -> str:
+        command = common.command_from_prompt(prompt)
+        if command is None:
+            raise ToolError(f"The prompt has no line starting with {common.COMMAND_MARKER.strip()!r}.")
+        try:
+            outcome = await common.run_command(
+                ["bash", "-c", command],
+                cwd=common.command_cwd(cwd, os.environ),
+                env=os.environ,
+                deadline=deadline,
+            )
+        except OSError as exc:
+            raise ToolError(f"Could not start bash: {exc}") from exc
+        return common.answer(outcome.exit_code, common.summarize(outcome, deadline))
+
+    common.register_codex_tool(server, run)
+    return server
+
+
+def main() -> None:
+    common.exit_on_sigterm()
+    build_server().run("stdio")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""The MCP client side against small real stdio servers (tests/servers/misbehaving)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from runs import group_members, misbehaving_server, pid_alive, wait_for
+
+from mcp_core.mcp_client import McpSession, ToolAnswer, ToolInvocationError, connect, spawn_server, stop_server
+
+
+class Logged:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, line: str) -> None:
+        self.lines.append(line)
+
+
+def start(mode: str, *extra: str, tmp_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    argv = shlex.split(misbehaving_server(mode, *extra))
+    fd = os.open(tmp_path / "server.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        return spawn_server(argv, env=env or dict(os.environ), cwd=tmp_path, stderr_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def first_error(group: BaseExceptionGroup[Any]) -> ToolInvocationError:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return first_error(exc)
+        assert isinstance(exc, ToolInvocationError)
+        return exc
+    raise AssertionError("empty group")
+
+
+def session_run(
+    server: subprocess.Popen[bytes], log: Logged, body: Callable[[McpSession], Awaitable[Any]]
+) -> Any:
+    """Run ``body`` in a connected session; stop the server afterwards."""
+
+    async def main() -> Any:
+        try:
+            async with connect(server, log=log, initialize_timeout=20) as session:
+                return await body(session)
+        except* ToolInvocationError as group:
+            raise first_error(group) from None
+
+    try:
+        return anyio.run(main)
+    finally:
+        stop_server(server, wait_seconds=0.5, kill_grace=0.5)
+
+
+def call(prompt: str = "Run the exact shell command: true", timeout: float = 20):
+    async def body(session: McpSession) -> ToolAnswer:
+        return await session.call_tool("codex", {"prompt": prompt}, timeout)
+
+    return body
+
+
+@pytest.mark.parametrize(
+    ("schema", "expected"),
+    [
+        ("hyphen", {"prompt": "p", "approval-policy": "never", "cwd": "/repo"}),
+        ("underscore", {"prompt": "p", "approval_policy": "never"}),
+    ],
+)
+def test_arguments_follow_the_advertised_schema(tmp_path: Path, schema: str, expected: dict[str, str]) -> None:
+    async def body(session: McpSession) -> dict[str, Any]:
+        return session.tool_arguments("p", "never", Path("/repo"))
+
+    assert session_run(start("ok", schema, tmp_path=tmp_path), Logged(), body) == expected
+
+
+def test_an_answer_is_its_content_list(tmp_path: Path) -> None:
+    answer = session_run(start("ok", tmp_path=tmp_path), Logged(), call())
+    text = '{"exit_code": 0, "summary": "ran", "manifest_path": null}'
+    assert answer == ToolAnswer([{"type": "text", "text": text}], False)
+
+
+def test_is_error_results_are_flagged(tmp_path: Path) -> None:
+    answer = session_run(start("is-error", tmp_path=tmp_path), Logged(), call())
+    assert answer.is_error is True
+    assert answer.content[0]["text"] == "approval-policy: unknown field"
+
+
+def test_stray_lines_are_skipped_and_logged(tmp_path: Path) -> None:
+    log = Logged()
+    answer = session_run(start("stray-line", tmp_path=tmp_path), log, call())
+    assert answer.is_error is False
+    assert any("not JSON-RPC: Launching server" in line for line in log.lines)
+    assert any("not JSON-RPC: this line is not JSON-RPC" in line for line in log.lines)
+
+
+def test_notification_storms_are_logged(tmp_path: Path) -> None:
+    log = Logged()
+    answer = session_run(start("storm", tmp_path=tmp_path), log, call())
+    assert answer.is_error is False
+    assert sum("notification codex/event" in line for line in log.lines) == 2000
+    assert any("notification notifications/message" in line for line in log.lines)
+
+
+@pytest.mark.parametrize(("mode", "message"), [("crash", "Connection closed"), ("rpc-error", "internal boom")])
+def test_failed_calls_raise(tmp_path: Path, mode: str, message: str) -> None:
+    with pytest.raises(ToolInvocationError) as caught:
+        session_run(start(mode, tmp_path=tmp_path), Logged(), call())
+    assert message in caught.value.message
+    assert caught.value.stack
+
+
+def test_a_server_that_exits_at_once_fails_to_initialize(tmp_path: Path) -> None:
+    with pytest.raises(ToolInvocationError) as caught:
+        session_run(start("exit-at-once", tmp_path=tmp_path), Logged(), call())
+    assert caught.value.message.startswith("MCP server failed to initialize: Connection closed")
+
+
+def test_a_missing_server_cannot_be_spawned(tmp_path: Path) -> None:
+    with pytest.raises(OSError):
+        spawn_server([str(tmp_path / "nope")], env=dict(os.environ), cwd=tmp_path, stderr_fd=2)
+
+
+def test_the_whole_environment_reaches_the_server(tmp_path: Path) -> None:
+    env = {**os.environ, "OPENAI_API_KEY": "sk-client-test"}
+    answer = session_run(start("env", tmp_path=tmp_path, env=env), Logged(), call())
+    assert '"summary": "sk-client-test"' in answer.content[0]["text"]
+
+
+def test_the_call_timeout_is_honoured_and_the_hung_server_is_killed(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pids"
+    server = start("hang", tmp_path=tmp_path, env={**os.environ, "RAWSERVER_PID_FILE": str(pid_file)})
+    with pytest.raises(ToolInvocationError) as caught:
+        session_run(server, Logged(), call(timeout=0.5))
+    assert "timed out" in caught.value.message
+    # stop_server ran: the server ignored SIGTERM and a closed stdin, so SIGKILL
+    # went to its whole group, child included.
+    server_pid, child_pid = (int(n) for n in pid_file.read_text().split())
+    assert server.returncode is not None
+    wait_for(lambda: not pid_alive(child_pid))
+    assert not pid_alive(server_pid)
+    assert group_members(server_pid) == []
