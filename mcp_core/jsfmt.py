@@ -136,7 +136,11 @@ def iso_from_ms(epoch_ms: int) -> str:
     """``new Date(epoch_ms).toISOString()``."""
     seconds, millis = divmod(int(epoch_ms), 1000)
     moment = dt.datetime.fromtimestamp(seconds, dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{millis:03d}Z"
+    # Not strftime: glibc's %Y does not pad years before 1000 to four digits.
+    return (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T"
+        f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}.{millis:03d}Z"
+    )
 
 
 def now_ms() -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def locate(env: dict[str, str] | None = None, cwd: Path | None = None) -> Locati
         return Path(os.path.abspath(cwd / value))
 
     root_value = _from_env(env, "MCP_RUNNER_REPO_ROOT")
-    repo_root = resolve(root_value) if root_value else default_repo_root()
+    repo_root = resolve(root_value) if root_value else default_repo_root(env, cwd)
     task_id = _from_env(env, "MCP_RUNNER_TASK_ID") or DEFAULT_TASK_ID
     runs_value = _from_env(env, "MCP_RUNNER_TASK_RUNS_ROOT")
     legacy_value = _from_env(env, "MCP_RUNNER_LEGACY_ROOT")
@@ -73,10 +74,12 @@ def locate(env: dict[str, str] | None = None, cwd: Path | None = None) -> Locati
     )
 
 
-def default_repo_root() -> Path:
+def default_repo_root(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Path:
     """The checkout the scripts live in; wrappers copied elsewhere export it."""
-    hinted = os.environ.get("MCP_RUNNER_CHECKOUT")
-    return Path(hinted).resolve() if hinted else _PACKAGE_CHECKOUT
+    hinted = (os.environ if env is None else env).get("MCP_RUNNER_CHECKOUT")
+    if not hinted:
+        return _PACKAGE_CHECKOUT
+    return ((Path.cwd() if cwd is None else cwd) / hinted).resolve()
 
 
 def relative_to_root(repo_root: Path, path: Path | str) -> str:

@@ -90,12 +90,20 @@ def resolve_manifest(loc: Locations, run_id: str) -> Path | None:
     except OSError:
         return None
     target = _stub_target(loc, pointer, text)
+    if target is _DANGLING:
+        return None
     if target is None:
-        return pointer
+        target = pointer
+    # The pointer directory itself may be a link: check where the file really is.
     return target if _inside(target, allowed_roots(loc)) else None
 
 
+# A flattened symlink whose target is gone: as absent as a dangling link.
+_DANGLING = Path("/nonexistent/dangling-pointer")
+
+
 def _stub_target(loc: Locations, pointer: Path, text: str) -> Path | None:
+    """What a non-symlink pointer leads to: a file, ``_DANGLING``, or None (read the pointer)."""
     import json
 
     try:
@@ -106,7 +114,7 @@ def _stub_target(loc: Locations, pointer: Path, text: str) -> Path | None:
         candidate = text.strip()
         if candidate and "\n" not in candidate and candidate.endswith(MANIFEST_NAME):
             target = pointer.parent / candidate
-            return target if target.is_file() else None
+            return target if target.is_file() else _DANGLING
         return None
     if not isinstance(data, dict) or not data.get("redirect_to"):
         return None

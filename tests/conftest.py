@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -94,3 +95,24 @@ def snapshot(root: Path) -> dict[str, bytes | str]:
 @pytest.fixture
 def python() -> Iterator[str]:
     yield sys.executable
+
+
+NODE = shutil.which("node")
+
+
+@pytest.fixture(scope="session")
+def node() -> str:
+    """The path of ``node``; skips where Node.js is absent (the formatting comparisons need it)."""
+    if NODE is None:
+        pytest.skip("node is not installed: cannot compare with JavaScript")
+    return NODE
+
+
+def node_eval(node: str, expression: str) -> object:
+    """``JSON.stringify(<expression>)`` evaluated by one node process, parsed back.
+
+    The program goes through stdin, so a batch of thousands of values costs one process.
+    """
+    program = f"process.stdout.write(JSON.stringify({expression}));"
+    result = subprocess.run([node, "-"], input=program, capture_output=True, text=True, timeout=60, check=True)
+    return json.loads(result.stdout)

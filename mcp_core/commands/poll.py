@@ -1,0 +1,293 @@
+"""poll: show a run's status, heartbeat and commands (CONTRACT section 4).
+
+Kept light on purpose: callers poll in loops, so nothing heavy is imported here
+(no MCP SDK, tabulate or jsonlines; dateutil only inside parse_timestamp_ms, for
+odd timestamp shapes).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mcp_core import manifest as manifest_mod
+from mcp_core import store
+from mcp_core.argscan import Messages, scan
+from mcp_core.errors import RunnerError, UsageError
+from mcp_core.heartbeat import heartbeat_state, to_fixed_1
+from mcp_core.jsfmt import dumps_compact, dumps_pretty, iso_from_ms, iso_now, now_ms
+from mcp_core.output import error_line, report
+from mcp_core.paths import Locations, locate, validate_run_id
+from mcp_core.pointers import resolve_manifest
+
+USAGE = """\
+Usage: scripts/mcp-runner-poll.sh <run-id> [--watch] [--interval N] [--format text|json]
+
+Show the status of a run: its status, heartbeat age and each command's outcome.
+A run that is not finished and whose heartbeat is stale is marked
+status_detail "stale-heartbeat". The exit status is 0 whatever the run's outcome.
+
+Options:
+  --watch          Poll again every --interval seconds until the run has ended.
+  --interval N     Seconds between polls with --watch (default 10).
+  --format FORMAT  text (default) or json; json also writes poll.json into the run directory.
+  -h --help        Show this help.
+"""
+
+USAGE_LINE = USAGE.splitlines()[0]
+FORMATS = ("text", "json")
+DEFAULT_INTERVAL_SECONDS = 10.0
+STALE_DETAIL = "stale-heartbeat"
+POLL_SNAPSHOT_NAME = "poll.json"
+
+_MESSAGES = Messages(unknown=lambda arg: f"Unknown option for poll: {arg}")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+@dataclass(frozen=True)
+class PollOptions:
+    run_id: str
+    watch: bool = False
+    interval: float = DEFAULT_INTERVAL_SECONDS
+    format: str = "text"
+
+
+def parse_args(argv: list[str]) -> PollOptions | None:
+    """The options, or None when help was asked for. Raises UsageError/RunnerError.
+
+    The first argument is always the run id (so ``poll --watch`` asks for a run
+    named ``--watch``), except ``-h``/``--help``, which prints the help.
+    """
+    if not argv:
+        raise UsageError(USAGE_LINE, exit_code=2)
+    run_id, rest = argv[0], argv[1:]
+    if run_id in ("-h", "--help"):
+        return None
+    validate_run_id(run_id)
+    parsed = scan(rest, USAGE, _MESSAGES, numeric=["--interval"])
+    if parsed.help:
+        return None
+    # Checked once the scan is through, as the old runner did: a bad flag
+    # anywhere on the line is reported before an unsupported format.
+    fmt = parsed.text("--format", "text") or "text"
+    if fmt not in FORMATS:
+        raise UsageError(f'Unsupported format: {fmt}. Expected "text" or "json".')
+    interval_text = parsed.text("--interval")
+    return PollOptions(
+        run_id=run_id,
+        watch=parsed.flag("--watch"),
+        interval=float(interval_text) if interval_text is not None else DEFAULT_INTERVAL_SECONDS,
+        format=fmt,
+    )
+
+
+# --- reading and marking -------------------------------------------------------
+
+
+def read_manifest(loc: Locations, run_id: str) -> tuple[Path, dict[str, Any]]:
+    """The path poll reads for ``run_id`` and its content (an object). Raises RunnerError."""
+    path = resolve_manifest(loc, run_id)
+    if path is None:
+        raise RunnerError(f"Manifest for run {run_id} not found.")
+    try:
+        data = store.read_json(path)
+    except FileNotFoundError:
+        raise RunnerError(f"Manifest for run {run_id} not found.") from None
+    except OSError as exc:
+        raise RunnerError(f"Manifest for run {run_id} could not be read: {loc.rel(path)}: {exc.strerror}") from None
+    except ValueError:
+        raise RunnerError(f"Manifest for run {run_id} is not valid JSON: {loc.rel(path)}") from None
+    if not isinstance(data, dict):
+        raise RunnerError(f"Manifest for run {run_id} is not a JSON object: {loc.rel(path)}")
+    return path, data
+
+
+def needs_stale_mark(manifest: dict[str, Any], at_ms: int) -> bool:
+    return (
+        not manifest_mod.is_terminal(manifest)
+        and heartbeat_state(manifest, at_ms)["stale"]
+        and manifest.get("status_detail") != STALE_DETAIL
+    )
+
+
+def mark_stale(path: Path, at_ms: int) -> dict[str, Any]:
+    """Set ``status_detail: stale-heartbeat`` under the manifest lock; returns what is on disk.
+
+    The conditions are checked again on the manifest read under the lock: a
+    worker that finished or beat since poll's first read must not be undone.
+    Raises OSError/ValueError when the manifest cannot be rewritten.
+    """
+
+    def change(fresh: dict[str, Any]) -> bool:
+        if not needs_stale_mark(fresh, at_ms):
+            return False
+        fresh["status_detail"] = STALE_DETAIL
+        return True
+
+    return manifest_mod.save(path, change, iso_now)
+
+
+# --- rendering -----------------------------------------------------------------
+
+_MISSING: Any = object()
+
+
+def _is_set(value: Any) -> bool:
+    """"When set" in the contract: present and non-empty."""
+    return value is not _MISSING and value is not None and not (isinstance(value, (str, list, dict)) and not value)
+
+
+def _show(value: Any) -> str:
+    """A value in a text line; missing and null print as the old runner printed them."""
+    if value is _MISSING:
+        return "undefined"
+    if isinstance(value, str):
+        return value
+    return dumps_compact(value)  # null, true, 12, 1e-7, and JSON for lists and objects
+
+
+def _commands(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    commands = manifest.get("commands")
+    if not isinstance(commands, list):
+        return []
+    return [entry for entry in commands if isinstance(entry, dict)]
+
+
+def render_text(manifest: dict[str, Any], state: dict[str, Any]) -> str:
+    get = manifest.get
+    lines = ["", f"Run {_show(get('run_id', _MISSING))} status: {_show(get('status', _MISSING))}"]
+    if _is_set(get("status_detail")):
+        lines.append(f"Status detail: {_show(get('status_detail'))}")
+    if _is_set(get("summary")):
+        lines.append(f"Summary: {_show(get('summary'))}")
+    lines.append(f"Started: {_show(get('started_at', _MISSING))}")
+    if _is_set(get("completed_at")):
+        lines.append(f"Completed: {_show(get('completed_at'))}")
+    if state["age_seconds"] is not None:
+        stale = " (STALE)" if state["stale"] else ""
+        lines.append(f"Heartbeat age: {to_fixed_1(state['age_seconds'])}s{stale}")
+    lines.append("Commands:")
+    for entry in _commands(manifest):
+        fields = (entry.get(k, _MISSING) for k in ("index", "command", "status"))
+        index, command, status = (_show(v) for v in fields)
+        lines.append(f"  {index}. {command} -> {status}")
+        for key, label in (("summary", "summary"), ("response_file", "response"), ("error_file", "error")):
+            if _is_set(entry.get(key)):
+                lines.append(f"     {label}: {_show(entry[key])}")
+    return "\n".join(lines) + "\n"
+
+
+_COMMAND_KEYS = ("index", "command", "status", "summary", "exit_code", "started_at", "completed_at",
+                 "response_file", "error_file")
+_KEPT_ONLY_WHEN_PRESENT = ("index", "command", "status")
+
+
+def snapshot(
+    loc: Locations, manifest: dict[str, Any], path: Path, state: dict[str, Any], polled_at: str
+) -> dict[str, Any]:
+    """The JSON object of ``--format json`` (and of poll.json), keys in contract order."""
+    result: dict[str, Any] = {}
+    for key in ("run_id", "status"):
+        if key in manifest:
+            result[key] = manifest[key]
+    result["status_detail"] = manifest.get("status_detail")
+    result["started_at"] = manifest.get("started_at")
+    result["completed_at"] = manifest.get("completed_at")
+    result["manifest"] = loc.rel(path)
+    artifact_root = manifest.get("artifact_root")
+    result["artifact_root"] = loc.rel(path.parent) if artifact_root is None else artifact_root
+    result["compat_path"] = manifest.get("compat_path")
+    result["polled_at"] = polled_at
+    result["heartbeat"] = state
+    commands = []
+    for entry in _commands(manifest):
+        commands.append(
+            {
+                key: entry.get(key)
+                for key in _COMMAND_KEYS
+                if key in entry or key not in _KEPT_ONLY_WHEN_PRESENT
+            }
+        )
+    result["commands"] = commands
+    return result
+
+
+def _emit(text: str) -> None:
+    # UTF-8 whatever the locale; a lone surrogate prints as U+FFFD, as Node prints it.
+    sys.stdout.buffer.write(_LONE_SURROGATE.sub("\ufffd", text).encode("utf-8"))
+    sys.stdout.flush()
+
+
+# --- the command ---------------------------------------------------------------
+
+
+def poll_once(loc: Locations, options: PollOptions, warn: Callable[[str], None]) -> bool:
+    """Read, mark stale when due, print one block; returns whether the run is terminal."""
+    path, manifest = read_manifest(loc, options.run_id)
+    at_ms = now_ms()
+    if needs_stale_mark(manifest, at_ms):
+        try:
+            manifest = mark_stale(path, at_ms)
+        except (OSError, ValueError) as exc:
+            warn(f"Warning: could not mark run {options.run_id} stale in {loc.rel(path)}: {_reason(exc)}")
+            manifest["status_detail"] = STALE_DETAIL  # what poll found, even if it could not record it
+    state = heartbeat_state(manifest, at_ms)
+    if options.format == "json":
+        text = dumps_pretty(snapshot(loc, manifest, path, state, iso_from_ms(at_ms)))
+        _emit(text)
+        target = path.resolve().parent / POLL_SNAPSHOT_NAME
+        try:
+            store.atomic_write_text(target, text)
+        except OSError as exc:
+            warn(f"Warning: could not write {loc.rel(target)}: {_reason(exc)}")
+    else:
+        _emit(render_text(manifest, state))
+    return manifest_mod.is_terminal(manifest)
+
+
+def _reason(exc: BaseException) -> str:
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+
+
+def poll(
+    loc: Locations,
+    options: PollOptions,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    warn: Callable[[str], None] = error_line,
+) -> int:
+    while True:
+        terminal = poll_once(loc, options, warn)
+        if not options.watch or terminal:
+            return 0
+        sleep(options.interval)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        options = parse_args(args)
+        if options is None:
+            sys.stdout.write(USAGE)
+            sys.stdout.flush()
+            return 0
+        return poll(locate(), options)
+    except RunnerError as exc:
+        return report(exc)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (poll ... | head): drop what is still buffered
+        # instead of failing again when Python flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
