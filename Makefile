@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup test lint diagnostics metrics bench clean
+.PHONY: setup test lint diagnostics metrics report bench chaos clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,10 @@ diagnostics: $(STAMP)
 
 metrics: $(STAMP)
 	scripts/mcp-runner-metrics.js
+
+## A self-contained HTML page of the task's runs: .runs/<task>/report.html
+report: $(STAMP)
+	scripts/mcp-runner-report.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

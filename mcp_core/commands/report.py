@@ -1,0 +1,58 @@
+"""report: write the static HTML report of a task's runs (.runs/<task>/report.html)."""
+
+from __future__ import annotations
+
+import sys
+
+from mcp_core import argscan, output
+from mcp_core.commands.list import task_locations, warn_unreadable, whole_number
+from mcp_core.errors import RunnerError
+from mcp_core.jsfmt import now_ms
+from mcp_core.report import DEFAULT_TABLE_LIMIT, build_report, write_report
+from mcp_core.runs_index import read_task_runs
+
+USAGE = f"""\
+Usage: scripts/mcp-runner-report.sh [--task ID] [--limit N]
+
+Write .runs/<task>/report.html: one static HTML page about the runs of a task,
+for reviewers. It shows the counts, success rate and duration over time (small
+inline charts), the runs table with links to each run's manifest, responses,
+runner.log and error artifacts, and the error summary of each failed run. The
+page has no script and fetches nothing; open it straight from disk. Manifests
+that cannot be read are skipped with a warning on stderr and listed on the page.
+
+Options:
+  --task ID     The task to report on (default: MCP_RUNNER_TASK_ID, else 0001).
+  --limit N     Rows in the runs table, newest first (default {DEFAULT_TABLE_LIMIT}).
+                The counts and charts always cover every run.
+  -h --help     Show this help.
+"""
+
+
+def _messages() -> argscan.Messages:
+    return argscan.Messages(unknown=lambda arg: f"Unknown option for report: {arg}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        parsed = argscan.scan(args, USAGE, _messages(), numeric=["--limit"])
+        if parsed.help:
+            sys.stdout.write(USAGE)
+            return 0
+        limit_text = parsed.text("--limit")
+        limit = whole_number("--limit", limit_text) if limit_text is not None else DEFAULT_TABLE_LIMIT
+        loc = task_locations(parsed.text("--task"))
+        index = read_task_runs(loc)
+        warn_unreadable(loc, index.unreadable)
+        path = write_report(loc, build_report(loc, index, now_ms(), limit))
+        print(f"Report written to {loc.rel(path)}")
+        return 0
+    except RunnerError as exc:
+        return output.report(exc)
+    except OSError as exc:
+        return output.report(RunnerError(f"Cannot write the report: {exc.strerror or exc}"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
