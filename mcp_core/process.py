@@ -71,3 +71,63 @@ def group_exists(pgid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Make orphaned descendants re-parent to this process instead of init (Linux).
+
+    The worker's MCP server runs each command in a session of its own; if the
+    server dies (SIGKILL) mid-call its command lives on. As a subreaper the
+    worker adopts it and ``stop_adopted_children`` can stop it."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                raw = handle.read()
+        except OSError:
+            continue
+        fields = raw[raw.rfind(b")") + 2 :].split()
+        if len(fields) > 1 and fields[1] == str(pid).encode():
+            found.append(int(entry))
+    return found
+
+
+def stop_adopted_children(rounds: int = 5) -> list[int]:
+    """SIGKILL every child of this process and its process group (not our own
+    group), and reap them; repeated while killing them leaves new orphans to
+    adopt. Call it once the children one waits for (the server) are reaped.
+    Returns the pids stopped."""
+    if not os.path.isdir("/proc/self"):
+        return []
+    own_group = os.getpgrp()
+    stopped: list[int] = []
+    for _ in range(rounds):
+        children = _children(os.getpid())
+        if not children:
+            break
+        for pid in children:
+            with contextlib.suppress(OSError):
+                group = os.getpgid(pid)
+                if group != own_group:
+                    os.killpg(group, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in children:
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, 0)
+        stopped.extend(children)
+    return stopped

@@ -1,0 +1,332 @@
+"""scripts/run-mcp-diagnostics.sh and scripts/spec-guard.sh as callers run them."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import CHECKOUT, SCRIPTS, run_script, runner_env, snapshot
+
+from mcp_core import manifest, process
+from mcp_core.commands.diagnostics import USAGE
+from mcp_core.jsfmt import iso_from_ms, now_ms
+
+ENTRY_POINTS = (
+    "scripts/mcp-runner-start.sh", "scripts/mcp-runner-poll.sh", "scripts/mcp-runner-cancel.sh",
+    "scripts/run-mcp-diagnostics.sh", "scripts/mcp-runner-metrics.js", "scripts/mcp-runner-migrate.js",
+    "scripts/run-local-mcp.sh", "scripts/spec-guard.sh", "scripts/_runner-python.sh",
+)  # fmt: skip
+WAIT_FOR_GO = "while [ ! -f go ]; do sleep 0.05; done"
+RUN_ID = r"\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}-\d{3}Z-\d+"
+
+
+def env_for(repo: Path, commands: str = "echo diagnosed", **extra: str) -> dict[str, str]:
+    settings = {"MCP_RUNNER_SERVER": "local", "MCP_RUNNER_DEFAULT_COMMANDS": commands}
+    settings["MCP_RUNNER_DIAGNOSTICS_INTERVAL"] = "0.2"
+    return runner_env(repo, **{**settings, **extra})
+
+
+def diagnostics(repo: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return run_script("run-mcp-diagnostics.sh", *args, repo=repo, env=env or env_for(repo), timeout=120)
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
+
+
+def read(repo: Path, run_id: str) -> dict[str, Any]:
+    data = json.loads((repo / ".runs/0001/mcp" / run_id / "manifest.json").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def wait_ended(repo: Path, run_id: str) -> dict[str, Any]:
+    wait_until(lambda: read(repo, run_id)["status"] in manifest.TERMINAL_STATUSES)
+    record = read(repo, run_id)
+    wait_until(lambda: not process.is_alive(record["runner_pid"], record.get("runner_start_ticks")))
+    return read(repo, run_id)
+
+
+def started_block(run_id: str) -> str:
+    return (
+        "Diagnostics run started.\n"
+        f"Run ID: {run_id}\n"
+        f"Artifact root: .runs/0001/mcp/{run_id}\n"
+        f"Compatibility path: .runs/local-mcp/{run_id}\n"
+        f"Manifest: .runs/0001/mcp/{run_id}/manifest.json\n"
+        "\n"
+    )
+
+
+# -- the command line -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_help(repo: Path, flag: str) -> None:
+    result = diagnostics(repo, flag)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == USAGE
+    lines = result.stdout.splitlines()
+    assert lines[0] == "Usage: scripts/run-mcp-diagnostics.sh [options]"
+    for option in ("--approval-policy", "--timeout", "--no-watch", "-h, --help"):
+        assert any(line.lstrip().startswith(option) for line in lines)
+    assert snapshot(repo) == {}
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["--approval-policy"], "Error: --approval-policy requires a value."),
+        (["--approval-policy", ""], "Error: --approval-policy requires a value."),
+        (["--timeout"], "Error: --timeout requires a numeric value."),
+        (["--timeout", "soon"], "Error: --timeout requires a numeric value."),
+        (["--no-watch", "--timeout"], "Error: --timeout requires a numeric value."),
+    ],
+)
+def test_a_flag_missing_its_value_exits_2(repo: Path, args: list[str], error: str) -> None:
+    result = diagnostics(repo, *args)
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", error + "\n")
+    assert snapshot(repo) == {}
+
+
+@pytest.mark.parametrize("arg", ["--bogus", "--no-watch=1", "extra"])
+def test_an_unknown_option_prints_the_help_to_stderr_and_exits_2(repo: Path, arg: str) -> None:
+    result = diagnostics(repo, "--no-watch", arg)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"Unknown option: {arg}\n" + USAGE
+    assert snapshot(repo) == {}
+
+
+def test_a_bad_interval_setting_is_refused_before_starting(repo: Path) -> None:
+    result = diagnostics(repo, env=env_for(repo, MCP_RUNNER_DIAGNOSTICS_INTERVAL="often"))
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == "Error: MCP_RUNNER_DIAGNOSTICS_INTERVAL must be a positive number of seconds.\n"
+    assert snapshot(repo) == {}
+
+
+# -- starting --------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_no_watch_prints_the_block_and_returns_while_the_run_goes_on(repo: Path) -> None:
+    result = diagnostics(
+        repo, "--no-watch", "--approval-policy", "on-request", "--timeout", "42", env=env_for(repo, WAIT_FOR_GO)
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    match = re.match(rf"Diagnostics run started\.\nRun ID: ({RUN_ID})\n", result.stdout)
+    assert match, result.stdout
+    run_id = match.group(1)
+    assert result.stdout == started_block(run_id) + f"Use scripts/mcp-runner-poll.sh {run_id} to monitor progress.\n"
+    record = read(repo, run_id)
+    assert record["status"] == "in_progress"  # it waits for the go file
+    assert [c["command"] for c in record["commands"]] == [WAIT_FOR_GO]
+    assert (record["approval_policy"], record["timeout_seconds"]) == ("on-request", 42)
+    (repo / "go").touch()
+    assert wait_ended(repo, run_id)["status"] == "succeeded"
+
+
+def test_a_failing_start_passes_its_error_and_status_through(repo: Path) -> None:
+    (repo / "mcp-runner.json").write_text("[]")
+    env = env_for(repo)
+    del env["MCP_RUNNER_DEFAULT_COMMANDS"]
+    before = snapshot(repo)
+    result = diagnostics(repo, "--no-watch", env=env)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.startswith("Invalid mcp-runner.json: ") and result.stderr.count("\n") == 1
+    assert snapshot(repo) == before
+
+
+@pytest.mark.parametrize(
+    ("script", "status", "stderr"),
+    [
+        ("exit 3", 1, "Failed to start diagnostics runner.\n"),
+        ("echo 'not json'", 1, "Failed to start diagnostics runner.\n"),
+        ("echo partial output; exit 4", 4, ""),
+        ("echo 'start broke' >&2; exit 5", 5, "start broke\n"),
+    ],
+)
+def test_what_start_prints_decides_the_failure(
+    tmp_path: Path, repo: Path, script: str, status: int, stderr: str
+) -> None:
+    """A stand-in start (the wrappers' checkout is MCP_RUNNER_CHECKOUT): nothing reaches stdout."""
+    fake = tmp_path / "checkout" / "scripts"
+    fake.mkdir(parents=True)
+    (fake / "mcp-runner-start.sh").write_text(f"#!/usr/bin/env bash\n{script}\n")
+    (fake / "mcp-runner-start.sh").chmod(0o755)
+    result = diagnostics(repo, env=env_for(repo, MCP_RUNNER_CHECKOUT=str(fake.parent)))
+    assert (result.returncode, result.stdout, result.stderr) == (status, "", stderr)
+
+
+# -- watching --------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_watching_ends_with_polls_terminal_block_and_its_status(repo: Path) -> None:
+    result = diagnostics(repo, "--timeout", "30")
+    assert (result.returncode, result.stderr) == (0, "")
+    run_id = re.search(rf"Run ID: ({RUN_ID})\n", result.stdout).group(1)  # type: ignore[union-attr]
+    head, _, watched = result.stdout.partition(started_block(run_id))
+    assert head == ""
+    blocks = watched.split(f"\nRun {run_id} status: ")
+    assert blocks[0] == "" and len(blocks) >= 2
+    last = blocks[-1]
+    assert last.startswith("succeeded\n")
+    assert last.endswith("Commands:\n  1. echo diagnosed -> succeeded\n"
+                         "     summary: Command exited with status 0; last output: diagnosed\n"
+                         f"     response: .runs/0001/mcp/{run_id}/01-echo-diagnosed.json\n")  # fmt: skip
+    assert wait_ended(repo, run_id)["status"] == "succeeded"
+
+
+@pytest.mark.slow
+def test_a_stale_heartbeat_while_watching_says_how_to_resume(repo: Path) -> None:
+    watcher = subprocess.Popen(
+        [str(SCRIPTS / "run-mcp-diagnostics.sh")],
+        cwd=repo, env=env_for(repo, WAIT_FOR_GO), stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    stderr_lines: list[str] = []
+    assert watcher.stderr is not None and watcher.stdout is not None
+    reader = threading.Thread(target=lambda: stderr_lines.extend(watcher.stderr), daemon=True)  # type: ignore[union-attr, arg-type]
+    reader.start()
+    stdout_chunks: list[str] = []
+    stdout_reader = threading.Thread(target=lambda: stdout_chunks.extend(watcher.stdout), daemon=True)  # type: ignore[union-attr, arg-type]
+    stdout_reader.start()
+    worker = None
+    try:
+        wait_until(lambda: any(line.startswith("Run ID: ") for line in stdout_chunks))
+        run_id = next(line for line in stdout_chunks if line.startswith("Run ID: "))[len("Run ID: ") :].strip()
+        wait_until(lambda: read(repo, run_id)["commands"][0]["status"] == "running")
+        worker = read(repo, run_id)
+        os.kill(worker["runner_pid"], signal.SIGSTOP)  # alive, but it cannot beat any more
+
+        def age_heartbeat(record: dict[str, Any]) -> None:
+            record["heartbeat_at"] = iso_from_ms(now_ms() - 120_000)
+
+        manifest.save(repo / ".runs/0001/mcp" / run_id / "manifest.json", age_heartbeat, lambda: iso_from_ms(now_ms()))
+        notice = (
+            f"Heartbeat of run {run_id} is stale: its worker (PID {worker['runner_pid']}) is still running but has "
+            f"stopped reporting. Resume it with: scripts/mcp-runner-start.sh --resume {run_id}\n"
+        )
+        wait_until(lambda: notice in stderr_lines)
+        wait_until(lambda: sum("(STALE)" in line for line in stdout_chunks) >= 3)  # several stale ticks ...
+        assert stderr_lines.count(notice) == 1  # ... one notice
+        os.kill(worker["runner_pid"], signal.SIGCONT)
+        (repo / "go").touch()
+        assert watcher.wait(timeout=60) == 0
+    finally:
+        if worker is not None and process.is_alive(worker["runner_pid"], worker["runner_start_ticks"]):
+            os.kill(worker["runner_pid"], signal.SIGCONT)
+        if watcher.poll() is None:
+            os.killpg(watcher.pid, signal.SIGTERM)
+            watcher.wait()
+        (repo / "go").touch()
+    reader.join(timeout=10)
+    stdout_reader.join(timeout=10)
+    assert stderr_lines == [notice]
+    assert "".join(stdout_chunks).split(f"\nRun {run_id} status: ")[-1].startswith("succeeded\n")
+    assert wait_ended(repo, run_id)["status"] == "succeeded"
+
+
+# -- this repository's own diagnostics ------------------------------------------------
+
+
+@pytest.mark.slow
+def test_this_repositorys_diagnostics_run_succeeds_with_its_guardrail(tmp_path: Path) -> None:
+    """What `make diagnostics` runs: the configured commands, in this checkout, on the
+    bundled executor; only the records go to a temp dir."""
+    env = runner_env(
+        CHECKOUT,
+        MCP_RUNNER_SERVER="local",
+        MCP_RUNNER_DIAGNOSTICS_INTERVAL="0.5",
+        MCP_RUNNER_TASK_RUNS_ROOT=str(tmp_path / "runs"),
+        MCP_RUNNER_LEGACY_ROOT=str(tmp_path / "legacy"),
+        MCP_RUNNER_METRICS_ROOT=str(tmp_path / "metrics"),
+    )
+    result = run_script("run-mcp-diagnostics.sh", repo=CHECKOUT, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    run_id = re.search(rf"Run ID: ({RUN_ID})\n", result.stdout).group(1)  # type: ignore[union-attr]
+    record = json.loads((tmp_path / "runs" / run_id / "manifest.json").read_text())
+    assert record["status"] == "succeeded", result.stdout
+    assert record["commands"][-1]["command"] == "bash scripts/spec-guard.sh --dry-run"
+    metrics = json.loads((tmp_path / "metrics" / "metrics.json").read_text())
+    assert metrics["status"] == "succeeded" and metrics["guardrails_present"] is True
+    assert "Guardrail" not in (record.get("summary") or "")
+
+
+# -- the guardrail ---------------------------------------------------------------
+
+
+@pytest.fixture
+def checkout_copy(tmp_path: Path) -> Path:
+    """The runner's files (scripts, bin, package) in a temp dir, without caches."""
+    copy = tmp_path / "checkout"
+    for part in ("scripts", "bin", "mcp_core"):
+        shutil.copytree(CHECKOUT / part, copy / part, ignore=shutil.ignore_patterns("__pycache__"))
+    # These tests are about the guard's logic; whether this checkout has every
+    # entry point is the business of the diagnostics test above.
+    for entry in ENTRY_POINTS:
+        if not (copy / entry).exists():
+            (copy / entry).write_text("#!/usr/bin/env bash\n")
+            (copy / entry).chmod(0o755)
+    return copy
+
+
+def guard(copy: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(copy / "scripts/spec-guard.sh"), *args], cwd=copy, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_spec_guard_dry_run_passes_and_writes_nothing(checkout_copy: Path) -> None:
+    before = snapshot(checkout_copy)
+    result = guard(checkout_copy, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(r"spec-guard: all \d+ checks passed \(dry run, nothing written\)\.\n", result.stdout)
+    assert snapshot(checkout_copy) == before
+
+
+def test_spec_guard_without_dry_run_byte_compiles(checkout_copy: Path) -> None:
+    result = guard(checkout_copy)
+    assert result.returncode == 0, result.stderr
+    assert (checkout_copy / "mcp_core/__pycache__").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda c: (c / "scripts/mcp-runner-poll.sh").unlink(), "scripts/mcp-runner-poll.sh is missing"),
+        (lambda c: (c / "scripts/mcp-runner-start.sh").chmod(0o644), "scripts/mcp-runner-start.sh is not executable"),
+        (lambda c: (c / "bin/mcp-runner-cancel").unlink() or (c / "mcp_core/commands/cancel.py").unlink(),
+         "scripts/mcp-runner-cancel.sh runs 'cancel', but neither bin/mcp-runner-cancel nor "
+         "mcp_core/commands/cancel.py exists"),
+        (lambda c: (c / "mcp_core/tokens.py").write_text("def broken(:\n"), "mcp_core/tokens.py does not compile"),
+    ],
+)  # fmt: skip
+def test_spec_guard_fails_on_a_broken_checkout(
+    checkout_copy: Path, damage: Callable[[Path], object], message: str
+) -> None:
+    damage(checkout_copy)
+    result = guard(checkout_copy, "--dry-run")
+    assert result.returncode == 1 and result.stdout == ""
+    assert f"spec-guard: FAIL: {message}" in result.stderr
+    assert re.search(r"spec-guard: 1 of \d+ checks failed\.\n$", result.stderr)
+
+
+def test_spec_guard_rejects_unknown_options(checkout_copy: Path) -> None:
+    result = guard(checkout_copy, "--bogus")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == "Unknown option: --bogus\nUsage: scripts/spec-guard.sh [--dry-run]\n"
