@@ -1,0 +1,515 @@
+"""mcp_core.metrics: entries, record_run, and the streaming summary.
+
+The summary has a fast path for lines the runner writes itself and a json path
+for everything else, and a one-pass and a two-pass way of counting each run
+once. Every case below runs both ways, and a property test holds the whole
+thing to a plain reference reading (json.loads line by line, a dict of the
+latest line per run), which is what CONTRACT sections 6, 9 and 10 describe.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mcp_core import metrics
+from mcp_core.jsfmt import dumps_compact
+from mcp_core.paths import Locations, locate
+
+BOTH_WAYS = pytest.mark.parametrize(
+    "single_pass_max_runs", [metrics.SINGLE_PASS_MAX_RUNS, 0], ids=["one-pass", "two-pass"]
+)
+
+
+def loc_for(repo: Path) -> Locations:
+    return locate({"MCP_RUNNER_REPO_ROOT": str(repo)}, cwd=repo)
+
+
+def entry(
+    run_id: Any = "run-1", status: Any = "succeeded", duration: Any = 1.5, guard: Any = True, **extra: Any
+) -> dict[str, Any]:
+    line = {
+        "run_id": run_id,
+        "task_id": "0001",
+        "started_at": "2025-10-18T18:26:16.689Z",
+        "completed_at": "2025-10-18T18:27:10.396Z",
+        "duration_seconds": duration,
+        "status": status,
+        "commands_passed": 4,
+        "commands_failed": 0,
+        "guardrails_present": guard,
+        "artifact_path": f".runs/0001/mcp/{run_id}",
+        "recorded_at": "2025-10-18T18:27:10.397Z",
+    }
+    line.update(extra)
+    return line
+
+
+def line_of(value: Any) -> str:
+    return dumps_compact(value)
+
+
+def write_metrics(repo: Path, content: str | bytes) -> Path:
+    path = repo / ".runs" / "0001" / "metrics.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+    return path
+
+
+# -- the reference reading -----------------------------------------------------
+
+_JS_WS = metrics._JS_WHITESPACE
+
+
+def reference(content: bytes) -> dict[str, Any]:
+    """CONTRACT section 6 read literally, one json.loads a line, no cleverness."""
+
+    def no_constants(name: str) -> Any:
+        raise ValueError(name)
+
+    counted: dict[Any, dict[str, Any]] = {}
+    errors: list[str] = []
+    for number, raw in enumerate(content.decode("utf-8", "replace").replace("\r\n", "\n").split("\n")):
+        text = raw.strip(_JS_WS)
+        if not text:
+            continue
+        try:
+            value = json.loads(text, parse_constant=no_constants)
+        except (ValueError, RecursionError):
+            errors.append(text)
+            continue
+        if not isinstance(value, dict):
+            errors.append(text)
+            continue
+        run_id = value.get("run_id")
+        key = ("id", run_id) if isinstance(run_id, str) else ("line", number)
+        counted.pop(key, None)  # the latest line of a run counts, in its own place
+        counted[key] = value
+    entries = list(counted.values())
+    durations = [
+        float(e["duration_seconds"])
+        for e in entries
+        if isinstance(e.get("duration_seconds"), (int, float))
+        and not isinstance(e.get("duration_seconds"), bool)
+        and math.isfinite(float(e["duration_seconds"]))
+        and float(e["duration_seconds"]) >= 0
+    ]
+    total = len(entries)
+    return {
+        "entries_total": total,
+        "entries_succeeded": sum(1 for e in entries if e.get("status") == "succeeded"),
+        "entries_failed": sum(1 for e in entries if e.get("status") == "failed"),
+        "success_rate": sum(1 for e in entries if e.get("status") == "succeeded") / total if total else None,
+        "guardrail_coverage": sum(1 for e in entries if e.get("guardrails_present") is True) / total if total else None,
+        "average_duration_seconds": math.fsum(durations) / len(durations) if durations else None,
+        "raw_errors": errors,
+    }
+
+
+def figures(summary: metrics.MetricsSummary) -> dict[str, Any]:
+    data = summary.to_json()
+    return {
+        **{k: data[k] for k in ("entries_total", "entries_succeeded", "entries_failed", "success_rate")},
+        "guardrail_coverage": data["guardrail_coverage"],
+        "average_duration_seconds": data["average_duration_seconds"],
+        "raw_errors": [e["raw"] for e in data["parse_errors"]],
+    }
+
+
+# -- entries -------------------------------------------------------------------
+
+
+def test_metrics_entry_shape_and_duration() -> None:
+    manifest = {
+        "run_id": "r",
+        "task_id": "0001",
+        "started_at": "2025-10-18T18:26:16.689Z",
+        "completed_at": "2025-10-18T18:27:10.396Z",
+        "status": "failed",
+        "artifact_root": ".runs/0001/mcp/r",
+        "commands": [
+            {"command": "npm test", "status": "succeeded"},
+            {"command": "bash scripts/spec-guard.sh --dry-run", "status": "failed"},
+        ],
+    }
+    line = metrics.metrics_entry(manifest, "2025-10-18T18:27:10.397Z")
+    assert list(line) == [
+        "run_id", "task_id", "started_at", "completed_at", "duration_seconds", "status",
+        "commands_passed", "commands_failed", "guardrails_present", "artifact_path", "recorded_at",
+    ]  # fmt: skip
+    assert line["duration_seconds"] == 53.707
+    assert (line["commands_passed"], line["commands_failed"], line["guardrails_present"]) == (1, 1, False)
+
+
+# -- the fixture ---------------------------------------------------------------
+
+
+@BOTH_WAYS
+def test_fixture_figures(fixture_repo: Path, single_pass_max_runs: int) -> None:
+    summary = metrics.summarize(loc_for(fixture_repo), single_pass_max_runs=single_pass_max_runs)
+    data = summary.to_json()
+    assert list(data) == [
+        "generated_at", "task_id", "metrics_file", "entries_total", "entries_succeeded", "entries_failed",
+        "success_rate", "guardrail_coverage", "average_duration_seconds", "parse_errors",
+    ]  # fmt: skip
+    assert {k: v for k, v in data.items() if k != "generated_at"} == {
+        "task_id": "0001",
+        "metrics_file": ".runs/0001/metrics.json",
+        "entries_total": 5,
+        "entries_succeeded": 1,
+        "entries_failed": 4,
+        "success_rate": 0.2,
+        "guardrail_coverage": 0.2,
+        "average_duration_seconds": 31.3668,
+        "parse_errors": [],
+    }
+    assert summary.status_counts == {"failed": 4, "succeeded": 1}
+    assert summary.median_duration_seconds() == 35.977
+    assert sorted(summary.durations) == [0.0, 7.284, 35.977, 53.707, 59.866]
+
+
+def test_missing_metrics_file_gives_zero_totals(repo: Path) -> None:
+    data = metrics.summarize(loc_for(repo)).to_json()
+    assert {k: data[k] for k in list(data)[3:]} == {
+        "entries_total": 0,
+        "entries_succeeded": 0,
+        "entries_failed": 0,
+        "success_rate": None,
+        "guardrail_coverage": None,
+        "average_duration_seconds": None,
+        "parse_errors": [],
+    }
+    assert not (repo / ".runs").exists()  # summarizing reads only
+
+
+# -- bad lines (CONTRACT section 9) --------------------------------------------
+
+BAD_LINES = [
+    ("null", "Not a JSON object: the line holds null"),
+    ("[1, 2]", "Not a JSON object: the line holds an array"),
+    ("[]", "Not a JSON object: the line holds an array"),
+    ("42", "Not a JSON object: the line holds a number"),
+    ('"run"', "Not a JSON object: the line holds a string"),
+    ("true", "Not a JSON object: the line holds a boolean"),
+    ("{broken", "Invalid JSON: Expecting property name enclosed in double quotes at column 2"),
+    ('{"run_id":"x","status":"failed"', "Invalid JSON: Expecting ',' delimiter at column 32"),
+    ('{"a": NaN}', "Invalid JSON: NaN is not valid JSON"),
+    ('{"a": 1} {"b": 2}', "Invalid JSON: Extra data at column 10"),
+    ("not json at all", "Invalid JSON: Expecting value at column 1"),
+]
+
+
+@BOTH_WAYS
+def test_lines_that_are_not_objects_are_parse_errors(repo: Path, single_pass_max_runs: int) -> None:
+    good = [entry("a", "succeeded", 10, True), entry("b", "failed", 20, False)]
+    lines = [line_of(good[0])] + [text for text, _ in BAD_LINES] + [line_of(good[1])]
+    write_metrics(repo, "\n".join(lines) + "\n")
+    data = metrics.summarize(loc_for(repo), single_pass_max_runs=single_pass_max_runs).to_json()
+    assert data["parse_errors"] == [{"error": message, "raw": text} for text, message in BAD_LINES]
+    assert (data["entries_total"], data["entries_succeeded"], data["entries_failed"]) == (2, 1, 1)
+    assert (data["success_rate"], data["guardrail_coverage"], data["average_duration_seconds"]) == (0.5, 0.5, 15)
+
+
+@BOTH_WAYS
+def test_binary_garbage_crlf_blank_lines_and_whitespace(repo: Path, single_pass_max_runs: int) -> None:
+    content = (
+        b"\r\n"
+        + line_of(entry("a", "succeeded", 1.25)).encode()
+        + b"\r\n   \r\n\t\n"
+        + b"\x00\xff\xfe garbage \x01\r\n"
+        + b"  "
+        + line_of(entry("b", "failed", 2.75, False)).encode()
+        + b"  \r\n"
+        + b"\xef\xbb\xbf"  # a byte-order mark, which JavaScript's trim() removes
+        + line_of(entry("c", "cancelled", 3)).encode()
+        + b"\n\n"
+        + line_of(entry("d", "failed", 4, False)).encode()  # no newline at the end
+    )
+    write_metrics(repo, content)
+    data = metrics.summarize(loc_for(repo), single_pass_max_runs=single_pass_max_runs).to_json()
+    assert data["parse_errors"] == [
+        {"error": "Invalid JSON: Expecting value at column 1", "raw": "\x00\ufffd\ufffd garbage \x01"}
+    ]
+    assert (data["entries_total"], data["entries_succeeded"], data["entries_failed"]) == (4, 1, 2)
+    assert data["guardrail_coverage"] == 0.5
+    assert data["average_duration_seconds"] == (1.25 + 2.75 + 3 + 4) / 4
+
+
+@BOTH_WAYS
+def test_only_real_non_negative_numbers_are_durations(repo: Path, single_pass_max_runs: int) -> None:
+    lines = [
+        entry("a", duration=None),  # null is not 0
+        entry("b", duration="12"),  # a numeric string is not a number
+        entry("c", duration=True),  # true is not 1
+        entry("d", duration=-3),  # negative
+        entry("e", duration=[5]),
+        entry("f", duration=6),
+        entry("g", duration=0),
+        entry("h", duration=9),
+    ]
+    text = "\n".join(line_of(e) for e in lines) + "\n" + '{"run_id":"i","duration_seconds":1e400}\n'
+    write_metrics(repo, text)
+    summary = metrics.summarize(loc_for(repo), single_pass_max_runs=single_pass_max_runs)
+    assert summary.entries_total == 9
+    assert sorted(summary.durations) == [0.0, 6.0, 9.0]
+    assert summary.average_duration_seconds == 5
+
+
+@BOTH_WAYS
+def test_status_and_guardrail_counts(repo: Path, single_pass_max_runs: int) -> None:
+    lines = [
+        entry("a", "succeeded", guard=True),
+        entry("b", "failed", guard=False),
+        entry("c", "cancelled", guard=True),  # counted, in neither succeeded nor failed
+        entry("d", None, guard="true"),  # only true is true
+        entry("e", "failed", guard=1),
+        {"run_id": "f", "guardrails_present": True},  # no status at all
+    ]
+    write_metrics(repo, "\n".join(line_of(e) for e in lines) + "\n")
+    summary = metrics.summarize(loc_for(repo), single_pass_max_runs=single_pass_max_runs)
+    data = summary.to_json()
+    assert (data["entries_total"], data["entries_succeeded"], data["entries_failed"]) == (6, 1, 2)
+    assert data["success_rate"] == 1 / 6
+    assert data["guardrail_coverage"] == 0.5
+    assert summary.status_counts == {"failed": 2, "succeeded": 1, "cancelled": 1, "null": 1, "(missing)": 1}
+
+
+# -- each run once, by its latest line (CONTRACT section 10) --------------------
+
+
+@BOTH_WAYS
+def test_a_retried_run_counts_once_by_its_latest_line(repo: Path, single_pass_max_runs: int) -> None:
+    lines = [
+        entry("retried", "failed", 10, False),
+        entry("other", "succeeded", 1, True),
+        entry("retried", "failed", 20, False),
+        {"status": "failed", "duration_seconds": 100},  # no run_id: counted on its own
+        {"status": "failed", "duration_seconds": 100},
+        {"run_id": None, "status": "succeeded"},
+        {"run_id": 7, "status": "succeeded"},
+        {"run_id": 7, "status": "succeeded"},
+        entry("retried", "succeeded", 30, True),  # the latest line of "retried"
+    ]
+    write_metrics(repo, "\n".join(line_of(e) for e in lines) + "\n")
+    summary = metrics.summarize(loc_for(repo), single_pass_max_runs=single_pass_max_runs)
+    data = summary.to_json()
+    assert (data["entries_total"], data["entries_succeeded"], data["entries_failed"]) == (7, 5, 2)
+    assert data["guardrail_coverage"] == 2 / 7
+    assert sorted(summary.durations) == [1, 30, 100, 100]
+
+
+@BOTH_WAYS
+def test_latest_line_wins_across_fast_and_json_lines(repo: Path, single_pass_max_runs: int) -> None:
+    spaced = json.dumps(entry("r", "succeeded", 5, True))  # ", " separators: not the runner's own shape
+    lines = [line_of(entry("r", "failed", 1, False)), spaced, line_of(entry("s", "failed", 2)), spaced]
+    lines.append(line_of(entry("r", "cancelled", 9, False)))
+    write_metrics(repo, "\n".join(lines) + "\n")
+    summary = metrics.summarize(loc_for(repo), single_pass_max_runs=single_pass_max_runs)
+    assert summary.status_counts == {"cancelled": 1, "failed": 1}
+    assert sorted(summary.durations) == [2, 9]
+
+
+@BOTH_WAYS
+def test_duplicate_run_id_keys_use_the_last_one(repo: Path, single_pass_max_runs: int) -> None:
+    first = line_of(entry("x", "failed", 1))
+    # Same object syntax as the runner's up to the end, then a second run_id: json's last key wins.
+    twice = line_of(entry("y", "succeeded", 2))[:-1] + ',"run_id":"x"}'
+    write_metrics(repo, first + "\n" + twice + "\n")
+    summary = metrics.summarize(loc_for(repo), single_pass_max_runs=single_pass_max_runs)
+    assert summary.status_counts == {"succeeded": 1}
+
+
+# -- bounds --------------------------------------------------------------------
+
+
+def test_parse_errors_are_capped_and_the_rest_counted(repo: Path) -> None:
+    count = metrics.PARSE_ERRORS_KEPT + 25
+    write_metrics(repo, "".join(f"garbage {n}\n" for n in range(count)) + line_of(entry()) + "\n")
+    data = metrics.summarize(loc_for(repo)).to_json()
+    assert len(data["parse_errors"]) == metrics.PARSE_ERRORS_KEPT
+    assert data["parse_errors"][-1]["raw"] == f"garbage {metrics.PARSE_ERRORS_KEPT - 1}"
+    assert list(data)[-1] == "parse_errors_omitted" and data["parse_errors_omitted"] == 25
+    assert data["entries_total"] == 1
+
+
+def test_an_overlong_line_is_an_error_and_the_next_lines_count(repo: Path) -> None:
+    huge = '{"run_id":"' + "x" * (metrics.MAX_LINE_BYTES + 10) + '"}'
+    write_metrics(repo, line_of(entry("a")) + "\n" + huge + "\n" + line_of(entry("b", "failed")) + "\n")
+    data = metrics.summarize(loc_for(repo)).to_json()
+    assert data["entries_total"] == 2
+    [error] = data["parse_errors"]
+    assert error["error"] == f"Line too long to be a metrics entry: {len(huge)} bytes (limit {metrics.MAX_LINE_BYTES})"
+    assert error["raw"] == huge[:1024] + "…"
+
+
+def test_lines_across_read_blocks(repo: Path) -> None:
+    """Several MiB, so lines straddle the 1 MiB reads, with a long (2 MiB) valid line too."""
+    rng = random.Random(7)
+    lines = []
+    for n in range(12000):
+        lines.append(
+            line_of(entry(f"run-{rng.randrange(9000)}", rng.choice(["succeeded", "failed", "cancelled"]), n / 7))
+        )
+        if n == 5000:
+            lines.append(line_of(entry("long", "succeeded", 1, extra_field="y" * (2 << 20))))
+        if n % 997 == 0:
+            lines.append("garbage")
+    content = ("\n".join(lines) + "\n").encode()
+    write_metrics(repo, content)
+    expected = reference(content)
+    for limit in (metrics.SINGLE_PASS_MAX_RUNS, 0):
+        assert figures(metrics.summarize(loc_for(repo), single_pass_max_runs=limit)) == expected
+
+
+# -- the whole thing against the reference ----------------------------------------
+
+_IDS = st.sampled_from(["a", "b", "c", "é", "run-1", ""])
+_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 100), st.floats(-10, 1e3, allow_nan=False), st.text(max_size=5)
+)
+
+
+def _entry_line(draw: Any) -> str:
+    line = entry(
+        draw(st.one_of(_IDS, st.none(), st.integers(0, 2))),
+        draw(st.one_of(st.sampled_from(["succeeded", "failed", "cancelled"]), _VALUES)),
+        draw(st.one_of(st.floats(0, 1e4, allow_nan=False), _VALUES)),
+        draw(st.one_of(st.booleans(), _VALUES)),
+    )
+    style = draw(st.sampled_from(["runner", "runner", "spaced", "reordered", "escaped", "nulls"]))
+    if style == "spaced":
+        return json.dumps(line)
+    if style == "reordered":
+        return dumps_compact(dict(reversed(list(line.items()))))
+    if style == "escaped":
+        return json.dumps(line, ensure_ascii=True, separators=(",", ":")).replace("run_id", "run\\u005fid")
+    if style == "nulls":
+        line["task_id"] = None
+        line["completed_at"] = None
+    return dumps_compact(line)
+
+
+@st.composite
+def metrics_files(draw: Any) -> bytes:
+    parts: list[bytes] = []
+    for _ in range(draw(st.integers(0, 25))):
+        kind = draw(st.sampled_from(["entry", "entry", "entry", "blank", "garbage", "scalar", "binary", "torn"]))
+        if kind == "entry":
+            text = _entry_line(draw).encode()
+        elif kind == "blank":
+            text = draw(st.sampled_from([b"", b"  ", b"\t", b"\xc2\xa0"]))
+        elif kind == "garbage":
+            text = draw(st.text(max_size=12)).encode("utf-8", "surrogatepass")
+        elif kind == "scalar":
+            text = draw(st.sampled_from([b"null", b"[]", b"[1]", b"3", b'"s"', b"true", b"{}"]))
+        elif kind == "binary":
+            text = draw(st.binary(max_size=12))
+        else:
+            full = _entry_line(draw).encode()
+            text = full[: draw(st.integers(0, len(full)))]
+        parts.append(text)
+        parts.append(draw(st.sampled_from([b"\n", b"\n", b"\r\n"])))
+    return b"".join(parts)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=metrics_files())
+def test_summary_agrees_with_the_reference(repo: Path, content: bytes) -> None:
+    write_metrics(repo, content)
+    expected = reference(content)
+    for limit in (metrics.SINGLE_PASS_MAX_RUNS, 0):
+        got = figures(metrics.summarize(loc_for(repo), single_pass_max_runs=limit))
+        assert got == expected
+
+
+# -- record_run and the summary together -----------------------------------------
+
+
+def test_recorded_runs_are_summarized(repo: Path) -> None:
+    loc = loc_for(repo)
+    base = {
+        "task_id": "0001",
+        "started_at": "2025-10-18T18:26:16.689Z",
+        "completed_at": "2025-10-18T18:26:26.689Z",
+        "commands": [{"command": "bash scripts/spec-guard.sh", "status": "succeeded"}],
+    }
+    assert metrics.record_run(loc, {**base, "run_id": "one", "status": "succeeded", "artifact_root": "x"})
+    assert metrics.record_run(loc, {**base, "run_id": "two", "status": "failed", "artifact_root": "y"})
+    # "two" retried and ended again, later: a second line, counted instead of the first.
+    later = {
+        **base,
+        "completed_at": "2025-10-18T18:26:46.689Z",
+        "run_id": "two",
+        "status": "succeeded",
+        "artifact_root": "y",
+    }
+    assert metrics.record_run(loc, later)
+    assert len(loc.metrics_file.read_text().splitlines()) == 3
+    data = metrics.summarize(loc).to_json()
+    assert (data["entries_total"], data["entries_succeeded"], data["average_duration_seconds"]) == (2, 2, 20)
+
+
+_GOOD = line_of(entry("ok", "succeeded", 1))
+_TORN = line_of(entry("torn", "failed", 2))
+RUNNER_SHAPED_BUT_INVALID = {
+    # raw control characters inside strings
+    "tab": [line_of(entry("tab", "failed", 2)).replace('"status":"failed"', '"status":"fai\tled"')],
+    "control": [line_of(entry("ctl", "failed", 2)).replace("0001", "00\x0101")],
+    "bare CR": [line_of(entry("cr", "failed", 2)).replace("0001", "00\r01")],
+    # an unterminated string that the next line "closes": one regex match over two lines
+    "split": [_TORN[:14], _TORN[14:]],
+    # a number JSON does not allow
+    "leading zero": [line_of(entry("z", "failed", 2)).replace('"duration_seconds":2', '"duration_seconds":02')],
+}
+
+
+@BOTH_WAYS
+@pytest.mark.parametrize("case", sorted(RUNNER_SHAPED_BUT_INVALID))
+def test_runner_shaped_lines_that_json_rejects(repo: Path, single_pass_max_runs: int, case: str) -> None:
+    """The fast path must not take what JSON.parse refuses. Each case is alone in
+    its file with good lines, since one odd byte sends a whole read block to json."""
+    bad = RUNNER_SHAPED_BUT_INVALID[case]
+    content = "\n".join([_GOOD, *bad, line_of(entry("last", "failed", 5))]).encode() + b"\n"
+    write_metrics(repo, content)
+    summary = metrics.summarize(loc_for(repo), single_pass_max_runs=single_pass_max_runs)
+    assert [e["raw"] for e in summary.parse_errors] == bad
+    assert summary.status_counts == {"succeeded": 1, "failed": 1}
+    assert figures(summary) == reference(content)
+
+
+@BOTH_WAYS
+def test_invalid_utf8_inside_a_string_reads_as_node_reads_it(repo: Path, single_pass_max_runs: int) -> None:
+    latin = line_of(entry("bytes", "failed", 3)).encode().replace(b"0001", b"00\xff01")  # U+FFFD for Node
+    content = _GOOD.encode() + b"\n" + latin + b"\n"
+    write_metrics(repo, content)
+    summary = metrics.summarize(loc_for(repo), single_pass_max_runs=single_pass_max_runs)
+    assert (summary.parse_errors, summary.status_counts) == ([], {"succeeded": 1, "failed": 1})
+
+
+def test_a_wrong_estimate_starts_again_the_two_pass_way(repo: Path) -> None:
+    """A first block of one long line makes the file look short; once a single pass
+    would keep too many runs, it starts again reading twice, with the same result."""
+    lines = [line_of(entry("big", "succeeded", 1, padding="p" * (1536 << 10))), "garbage"]
+    lines += [line_of(entry(f"r{n % 150}", "failed", n)) for n in range(300)]
+    content = ("\n".join(lines) + "\n").encode()
+    write_metrics(repo, content)
+    summary = metrics.summarize(loc_for(repo), single_pass_max_runs=20)
+    assert figures(summary) == reference(content)
+    assert [e["raw"] for e in summary.parse_errors] == ["garbage"]
+    assert summary.entries_total == 151
+
+
+def test_thousands_of_statuses_are_folded(repo: Path) -> None:
+    lines = [line_of(entry(f"r{n}", f"status-{n}", n)) for n in range(3000)]
+    lines += [line_of(entry("s", "succeeded")), line_of(entry("f", "failed")), '{"run_id":"j","status":"weird"}']
+    write_metrics(repo, "\n".join(lines) + "\n")
+    summary = metrics.summarize(loc_for(repo))
+    assert (summary.entries_total, summary.entries_succeeded, summary.entries_failed) == (3003, 1, 1)
+    assert summary.status_counts == {"(other statuses)": 3001, "succeeded": 1, "failed": 1}
