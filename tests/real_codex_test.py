@@ -75,7 +75,7 @@ def codex_version(bin_dir: Path, env: dict[str, str]) -> str:
 
 @pytest.fixture(scope="session")
 def codex_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cache = request.config.cache
+    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
     return cache.mkdir("real-codex") if cache is not None else tmp_path_factory.mktemp("real-codex")
 
 

@@ -55,6 +55,9 @@ SUMMARY_LINE_CHARS = 160
 
 # Process groups of the commands running now, for a server that is told to stop.
 ACTIVE_GROUPS: set[int] = set()
+# A SIGTERM that lands while a command is being spawned (its pid not yet in
+# ACTIVE_GROUPS) is acted on once the spawn has registered the new group.
+_SPAWN_STATE = {"spawning": 0, "terminating": 0}
 
 ToolHandler = Callable[[str, "str | None", "str | None"], Awaitable[str]]
 
@@ -176,6 +179,7 @@ async def run_command(
     import anyio
 
     read_end, write_end = os.pipe()
+    _SPAWN_STATE["spawning"] += 1
     try:
         process = subprocess.Popen(
             argv,
@@ -187,13 +191,20 @@ async def run_command(
             start_new_session=True,
         )
     except BaseException:
+        _SPAWN_STATE["spawning"] -= 1
+        if _SPAWN_STATE["terminating"]:
+            os._exit(_SPAWN_STATE["terminating"])
         os.close(read_end)
         os.close(write_end)
         raise
-    os.close(write_end)
-    os.set_blocking(read_end, False)
     pgid = process.pid  # start_new_session: the leader's pid names the group
     ACTIVE_GROUPS.add(pgid)
+    _SPAWN_STATE["spawning"] -= 1
+    if _SPAWN_STATE["terminating"]:
+        kill_active_groups()
+        os._exit(_SPAWN_STATE["terminating"])
+    os.close(write_end)
+    os.set_blocking(read_end, False)
     exit_fd = os.pidfd_open(process.pid)
     tail = bytearray()
     # Plain loop readers, not tasks: per command this costs ~0.3 ms less.
@@ -275,6 +286,9 @@ def exit_on_sigterm() -> None:
 
     def handler(signum: int, frame: object) -> None:
         kill_active_groups()
+        if _SPAWN_STATE["spawning"]:
+            _SPAWN_STATE["terminating"] = 128 + signum  # run_command finishes the job
+            return
         os._exit(128 + signum)
 
     signal.signal(signal.SIGTERM, handler)
