@@ -51,7 +51,8 @@ def js_number(value: float) -> str:
 
 def _string(value: str) -> str:
     text: str = _encode_string(value)
-    if _LONE_SURROGATE.search(text):
+    # encode_basestring keeps non-ASCII as it is: an ASCII result has no surrogate
+    if not text.isascii() and _LONE_SURROGATE.search(text):
         text = _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     return text
 
@@ -72,49 +73,87 @@ def _scalar(value: Any) -> str:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+# Every JSON file and every save of a manifest goes through _encode, and a
+# manifest is written several times a command: the common item types (str,
+# None, bool, int of exact type) are written inline, without a call, which makes
+# it ~3 times faster (BENCHMARKS.md). Anything else goes through _scalar as before.
+_NEWLINE_INDENTS: dict[tuple[str, int], str] = {}
+
+
+def _newline_indent(indent: str, level: int) -> str:
+    key = (indent, level)
+    text = _NEWLINE_INDENTS.get(key)
+    if text is None:
+        text = _NEWLINE_INDENTS[key] = "\n" + indent * level
+    return text
+
+
+def _item(item: Any, indent: str | None, level: int, out: list[str]) -> None:
+    kind = type(item)
+    if kind is str:
+        text = _encode_string(item)
+        out.append(text if text.isascii() or not _LONE_SURROGATE.search(text) else _string(item))
+    elif item is None:
+        out.append("null")
+    elif kind is bool:
+        out.append("true" if item else "false")
+    elif kind is int and -_MAX_SAFE_INT <= item <= _MAX_SAFE_INT:
+        out.append(str(item))
+    elif kind is dict or kind is list or isinstance(item, (dict, list, tuple)):
+        _encode(item, indent, level, out)
+    else:
+        out.append(_scalar(item))
+
+
 def _encode(value: Any, indent: str | None, level: int, out: list[str]) -> None:
+    append = out.append
     if isinstance(value, dict):
         if not value:
-            out.append("{}")
+            append("{}")
             return
-        items = list(value.items())
         if indent is None:
-            out.append("{")
-            for n, (key, item) in enumerate(items):
-                if n:
-                    out.append(",")
-                out.append(_string(str(key)))
-                out.append(":")
-                _encode(item, None, level, out)
-            out.append("}")
+            append("{")
+            first = True
+            for key, item in value.items():
+                append(("" if first else ",") + _string(key if type(key) is str else str(key)) + ":")
+                first = False
+                _item(item, None, level, out)
+            append("}")
             return
-        inner = "\n" + indent * (level + 1)
-        out.append("{")
-        for n, (key, item) in enumerate(items):
-            out.append(("," if n else "") + inner)
-            out.append(_string(str(key)) + ": ")
-            _encode(item, indent, level + 1, out)
-        out.append("\n" + indent * level + "}")
+        inner = _newline_indent(indent, level + 1)
+        separator = "," + inner
+        append("{")
+        first = True
+        for key, item in value.items():
+            append((inner if first else separator) + _string(key if type(key) is str else str(key)) + ": ")
+            first = False
+            _item(item, indent, level + 1, out)
+        append(_newline_indent(indent, level) + "}")
     elif isinstance(value, (list, tuple)):
         if not value:
-            out.append("[]")
+            append("[]")
             return
         if indent is None:
-            out.append("[")
-            for n, item in enumerate(value):
-                if n:
-                    out.append(",")
-                _encode(item, None, level, out)
-            out.append("]")
+            append("[")
+            first = True
+            for item in value:
+                if not first:
+                    append(",")
+                first = False
+                _item(item, None, level, out)
+            append("]")
             return
-        inner = "\n" + indent * (level + 1)
-        out.append("[")
-        for n, item in enumerate(value):
-            out.append(("," if n else "") + inner)
-            _encode(item, indent, level + 1, out)
-        out.append("\n" + indent * level + "]")
+        inner = _newline_indent(indent, level + 1)
+        separator = "," + inner
+        append("[")
+        first = True
+        for item in value:
+            append(inner if first else separator)
+            first = False
+            _item(item, indent, level + 1, out)
+        append(_newline_indent(indent, level) + "]")
     else:
-        out.append(_scalar(value))
+        append(_scalar(value))
 
 
 def dumps_compact(value: Any) -> str:

@@ -16,8 +16,8 @@ import subprocess
 import sys
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from mcp_core.paths import Locations
 from mcp_core.process import start_ticks
@@ -27,8 +27,7 @@ WORKER_MODULE = "mcp_core.worker"
 _PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 
 
-@dataclass(frozen=True)
-class Launched:
+class Launched(NamedTuple):  # not a dataclass: see paths.Locations
     pid: int
     start_ticks: int | None
 

@@ -65,9 +65,20 @@ def _already_recorded(fd: int, prefix: bytes) -> bool:
         position = view.find(prefix)
         while position != -1:
             if position == 0 or view[position - 1 : position] == b"\n":
-                return True
+                # Only a whole line counts: a SIGKILL in the middle of an append
+                # can leave the start of our own line behind, cut short.
+                end = view.find(b"\n", position)
+                if end != -1 and _is_json_object(view[position:end]):
+                    return True
             position = view.find(prefix, position + 1)
     return False
+
+
+def _is_json_object(line: bytes) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except (ValueError, RecursionError):
+        return False
 
 
 def record_run(loc: Locations, manifest: dict[str, Any]) -> bool:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from mcp_core.errors import RunnerError
 
@@ -15,8 +15,9 @@ _PACKAGE_CHECKOUT = Path(__file__).resolve().parent.parent
 _RUN_ID_MAX = 200
 
 
-@dataclass(frozen=True)
-class Locations:
+# A NamedTuple, not a frozen dataclass: importing dataclasses costs ~15-20 ms here
+# (it loads inspect and ast), a tenth of start's budget (BENCHMARKS.md).
+class Locations(NamedTuple):
     repo_root: Path
     task_id: str
     runs_root: Path

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +52,8 @@ def create_pointer(loc: Locations, run_id: str, now: str) -> dict[str, Any]:
 
 
 def remove_pointer(loc: Locations, run_id: str) -> None:
+    import shutil  # ~8 ms to import (bz2, lzma): kept off the way of poll and start
+
     with contextlib.suppress(OSError):
         shutil.rmtree(loc.pointer_dir(run_id))
 
@@ -108,7 +109,7 @@ def _stub_target(loc: Locations, pointer: Path, text: str) -> Path | None:
 
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         # A symlink checked out where links are not supported is a text file
         # holding the link's target (git's core.symlinks=false).
         candidate = text.strip()

@@ -145,7 +145,7 @@ def _stub_target(loc: Locations, pointer_dir: Path, link: Path) -> str | None:
         return None
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         candidate = text.strip()  # a symlink checked out as a text file holding its target
         if candidate and "\n" not in candidate:
             return os.path.realpath(pointer_dir / candidate)

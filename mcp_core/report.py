@@ -98,7 +98,10 @@ def _read_json_file(path: Path) -> Any:
     with os.fdopen(fd, "rb") as handle:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
             raise ValueError("not a regular file")
-        return json.loads(handle.read().decode("utf-8", "surrogateescape"))
+        try:
+            return json.loads(handle.read().decode("utf-8", "surrogateescape"))
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
 
 
 def _detail_text(value: object) -> str:

@@ -122,6 +122,8 @@ def _read_manifest(root_fd: int, run_id: str) -> dict[str, Any] | str:
         data = json.loads(b"".join(chunks).decode("utf-8", "surrogateescape"))
     except ValueError as exc:
         return f"not valid JSON: {exc}"
+    except RecursionError:
+        return "not valid JSON: nested too deeply"
     if not isinstance(data, dict):
         return "not a JSON object"
     return data

@@ -65,8 +65,10 @@ def atomic_write_text(path: Path, text: str, mode: int = 0o644) -> None:
     directory = path.parent
     # os.urandom, not secrets: importing secrets loads OpenSSL (~10 ms of every command's start-up)
     tmp = directory / f".{path.name}.{os.getpid()}.{threading.get_ident()}.{os.urandom(4).hex()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
+        # Opened inside the try: a KeyboardInterrupt (Ctrl-C on `poll --watch`)
+        # right after the open must not leave the empty temporary file behind.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
             os.fchmod(fd, mode)  # the umask must not widen or narrow what we ask for
             data = text.encode("utf-8", "surrogateescape")

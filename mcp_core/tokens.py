@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import errno
-import hmac
-import secrets
+import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from mcp_core import store
 
@@ -17,7 +16,8 @@ TOKEN_BYTES = 32
 
 def new_token() -> str:
     """64 lowercase hex characters (32 random bytes)."""
-    return secrets.token_hex(TOKEN_BYTES)
+    # what secrets.token_hex does, without importing secrets (and OpenSSL) on start's path
+    return os.urandom(TOKEN_BYTES).hex()
 
 
 def token_path(run_dir: Path) -> Path:
@@ -31,8 +31,7 @@ def write_token_file(run_dir: Path, token: str) -> Path:
     return path
 
 
-@dataclass(frozen=True)
-class TokenRead:
+class TokenRead(NamedTuple):  # not a dataclass: see paths.Locations
     """What reading ``.resume-token`` gave: the trimmed token, or why there is none."""
 
     token: str | None
@@ -51,6 +50,8 @@ def read_token_file(run_dir: Path) -> TokenRead:
 
 def tokens_equal(given: str, expected: str) -> bool:
     """Compare two tokens in constant time (for equal lengths)."""
+    import hmac  # loads OpenSSL: only resume compares tokens
+
     return hmac.compare_digest(
         given.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape")
     )

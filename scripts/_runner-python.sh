@@ -3,9 +3,13 @@
 # The checkout is the folder above scripts/ (also in a consumer's repo the
 # scripts were copied into): its .venv when there is one, else python3 on PATH
 # with the mcp-runner package installed.
+# Wrappers may source this file instead of running it (one bash fewer). Every
+# fork costs ~1-2 ms and poll must stay within ~10 ms of a bare interpreter's
+# start, so paths come from parameter expansion and a single subshell.
 set -euo pipefail
-scripts_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
-checkout="$(dirname "$scripts_dir")"
+scripts_dir="${BASH_SOURCE[0]}"
+if [[ "$scripts_dir" == */* ]]; then scripts_dir="${scripts_dir%/*}"; else scripts_dir=.; fi
+checkout="$(cd -P -- "$scripts_dir/.." && pwd -P)"  # the physical folder above scripts/
 export MCP_RUNNER_CHECKOUT="${MCP_RUNNER_CHECKOUT:-$checkout}"
 command_name="$1"
 shift

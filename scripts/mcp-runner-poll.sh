@@ -5,4 +5,8 @@ if [[ $# -eq 0 ]]; then
   echo 'Usage: scripts/mcp-runner-poll.sh <run-id> [--watch] [--interval N] [--format text|json]' >&2
   exit 2
 fi
-exec "$(dirname "${BASH_SOURCE[0]}")/_runner-python.sh" poll "$@"
+# Sourced rather than exec'd, and no $(dirname): poll is called in loops and a
+# second bash costs ~2 ms (see BENCHMARKS.md).
+here="${BASH_SOURCE[0]}"
+if [[ "$here" == */* ]]; then here="${here%/*}"; else here=.; fi
+. "$here/_runner-python.sh" poll "$@"

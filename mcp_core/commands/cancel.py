@@ -190,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         return run(sys.argv[1:] if argv is None else argv)
     except RunnerError as exc:
         return report(exc)
+    except OSError as exc:  # a read-only or full disk: one line, never a traceback
+        where = f": {exc.filename}" if exc.filename else ""
+        return report(RunnerError(f"Cancel failed: {exc.strerror or exc}{where}"))
 
 
 if __name__ == "__main__":

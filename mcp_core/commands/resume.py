@@ -132,6 +132,12 @@ def _read_manifest(loc: Locations, run_id: str) -> tuple[Path, dict[str, Any]]:
         raise RunnerError(f"Manifest for run {run_id} cannot be read: {loc.rel(path)}: {exc}") from exc
     if not isinstance(record, dict):
         raise RunnerError(f"Manifest for run {run_id} is not a JSON object: {loc.rel(path)}")
+    commands = record.get("commands")
+    if not isinstance(commands, list) or not all(
+        isinstance(entry, dict) and isinstance(entry.get("command"), str) for entry in commands
+    ):
+        # A worker would find nothing to run and call the run succeeded.
+        raise RunnerError(f"Manifest for run {run_id} has no valid command list: {loc.rel(path)}")
     return path, record
 
 
@@ -262,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
         return run(sys.argv[1:] if argv is None else argv)
     except RunnerError as exc:
         return report(exc)
+    except OSError as exc:  # a read-only or full disk: one line, never a traceback
+        where = f": {exc.filename}" if exc.filename else ""
+        return report(RunnerError(f"Resume failed: {exc.strerror or exc}{where}"))
 
 
 if __name__ == "__main__":

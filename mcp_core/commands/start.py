@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import sys
 from collections.abc import Mapping
@@ -89,6 +88,8 @@ class _Creation:
             pointers.remove_pointer(self.loc, self.run_id)
         run_dir = self.loc.run_dir(self.run_id)
         if run_dir in self.made_dirs:  # never remove a directory start did not make
+            import shutil  # ~8 ms to import: only a failed start needs it
+
             shutil.rmtree(run_dir, ignore_errors=True)
         for directory in sorted(self.made_dirs, key=lambda p: len(p.parts), reverse=True):
             try:

@@ -9,7 +9,9 @@ group is killed and the answer says exit 124.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -43,6 +45,13 @@ def build_server() -> MCPServer:
 def main() -> None:
     common.exit_on_sigterm()
     build_server().run("stdio")
+    # The client closed our stdin and has every answer. Tearing down the SDK's
+    # ~550 modules would take ~0.5 s here, and the worker waits for our exit
+    # before it records the run's end (BENCHMARKS.md): skip it.
+    with contextlib.suppress(OSError):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
