@@ -31,6 +31,10 @@ metrics: $(STAMP)
 report: $(STAMP)
 	scripts/mcp-runner-report.sh
 
+## Every benchmark at full size (BENCHMARKS.md); not in CI, which runs them at a smoke size.
+bench: $(STAMP)
+	$(PY) bench/run_all.py
+
 ## Fault injection and the soak at a larger size than CI (docs/guarantees.md); figures on CHAOS-FIGURES lines.
 ## Each size can be overridden from the environment, e.g. CHAOS_KILLS=100 make chaos
 chaos: export CHAOS_DRIVERS ?= 4

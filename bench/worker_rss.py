@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Peak memory of a run's worker and its MCP server (the bundled local executor).
+
+Starts a run of a few commands (one of them streams 200,000 lines of output
+through the server to runner.log) and samples /proc every 20 ms: the resident
+set (VmRSS) of the worker and of its server process (the commands' own
+processes are not counted), and their proportional set (Pss, shared pages
+split between the processes that share them). Reported: the peak of the sum
+of the two RSS figures (the budget's measure, <= 100 MiB), each process's own
+high-water mark (VmHWM), and the peak summed PSS.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import common  # noqa: E402
+
+BUDGET_MIB = 100
+COMMANDS = ["true", "echo hello", "seq 1 200000", "sleep 0.5", "bash scripts/spec-guard.sh --dry-run || true"]
+
+
+def _status_kib(pid: int, key: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _pss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry.name}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def _is_server(pid: int) -> bool:
+    try:
+        return b"mcp_core.servers" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def sample_run(repo: Path, env: dict[str, str], commands: list[str]) -> dict[str, float]:
+    run_id, worker, _ = common.start_run(repo, commands, env)
+    peak_sum = peak_pss = 0
+    hwm: dict[str, int] = {"worker": 0, "server": 0}
+    server: int | None = None
+    samples = 0
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if server is None:
+            server = next((child for child in _children(worker) if _is_server(child)), None)
+        rss = _status_kib(worker, "VmRSS")
+        if rss == 0:
+            break  # the worker is gone
+        pids = {"worker": worker, **({"server": server} if server else {})}
+        total = rss + (_status_kib(server, "VmRSS") if server else 0)
+        peak_sum = max(peak_sum, total)
+        if samples % 5 == 0:  # smaps_rollup walks every mapping: read it less often
+            peak_pss = max(peak_pss, sum(_pss_kib(pid) for pid in pids.values()))
+        for name, pid in pids.items():
+            hwm[name] = max(hwm[name], _status_kib(pid, "VmHWM"))
+        samples += 1
+        if common.wait_for_exit(worker, 0.02):
+            break
+    manifest = common.wait_for_run(repo, run_id, worker)
+    if manifest["status"] != "succeeded":
+        raise SystemExit(f"run {run_id} ended {manifest['status']}: {manifest.get('status_detail')}")
+    if not hwm["server"]:
+        raise SystemExit("the server process was never seen")
+    return {
+        "peak_rss_sum_mib": peak_sum / 1024,
+        "worker_hwm_mib": hwm["worker"] / 1024,
+        "server_hwm_mib": hwm["server"] / 1024,
+        "hwm_sum_mib": (hwm["worker"] + hwm["server"]) / 1024,
+        "peak_pss_sum_mib": peak_pss / 1024,
+        "samples": samples,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = common.parse(common.arguments(__doc__.splitlines()[0], runs=3, warmup=0), argv)
+    report = common.Report("worker_rss", args, "peak memory of a run's worker + its MCP server (local executor)")
+    commands = COMMANDS[:2] if args.smoke else COMMANDS
+    results = []
+    with common.temp_repo(args.keep) as repo:
+        scripts_dir = repo / "scripts"
+        scripts_dir.mkdir()
+        (scripts_dir / "spec-guard.sh").write_text("#!/bin/sh\necho spec guard ok\n")
+        env = common.runner_env(repo, MCP_RUNNER_SERVER="local")
+        for _ in range(args.warmup + args.runs):
+            results.append(sample_run(repo, env, commands))
+    results = results[args.warmup:]
+    worst = {key: max(r[key] for r in results) for key in results[0]}
+    print(f"  {len(results)} runs of {len(commands)} commands; the largest figure of each:")
+    for key, label in (
+        ("peak_rss_sum_mib", "worker + server, peak of the summed RSS"),
+        ("worker_hwm_mib", "worker alone, VmHWM"),
+        ("server_hwm_mib", "server alone, VmHWM"),
+        ("hwm_sum_mib", "sum of the two VmHWM (an upper bound)"),
+        ("peak_pss_sum_mib", "worker + server, peak of the summed PSS"),
+    ):
+        report.figure(key, worst[key], f"{label}: {common.mib(worst[key])}")
+    report.budget("worker + server, peak RSS", common.mib(worst["peak_rss_sum_mib"]), f"<= {BUDGET_MIB} MiB",
+                  worst["peak_rss_sum_mib"] <= BUDGET_MIB)
+    report.finish()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
