@@ -16,7 +16,7 @@ from mcp_core.argscan import Messages, scan
 from mcp_core.commands.start import check_format
 from mcp_core.errors import RunnerError, UsageError
 from mcp_core.launch import RUNNER_LOG
-from mcp_core.output import error_line, print_json, report
+from mcp_core.output import error_line, print_result, run_cli
 from mcp_core.paths import Locations, locate, validate_run_id
 
 USAGE = """Usage: scripts/mcp-runner-cancel.sh <run-id> [--format text|json] [--wait SECONDS]
@@ -177,22 +177,12 @@ def run(argv: list[str], env: Mapping[str, str] | None = None) -> int:
     wait_seconds = float(wait_text) if wait_text is not None else DEFAULT_WAIT_SECONDS
     environment = dict(os.environ) if env is None else dict(env)
     result = cancel_run(locate(environment), run_id, wait_seconds)
-    if output_format == "json":
-        print_json(result)
-    else:
-        sys.stdout.write(format_text(result))
-        sys.stdout.flush()
+    print_result(result, output_format, format_text)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        return run(sys.argv[1:] if argv is None else argv)
-    except RunnerError as exc:
-        return report(exc)
-    except OSError as exc:  # a read-only or full disk: one line, never a traceback
-        where = f": {exc.filename}" if exc.filename else ""
-        return report(RunnerError(f"Cancel failed: {exc.strerror or exc}{where}"))
+    return run_cli(lambda: run(sys.argv[1:] if argv is None else argv), disk_error="Cancel failed")
 
 
 if __name__ == "__main__":

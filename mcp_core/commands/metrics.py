@@ -5,14 +5,13 @@ Kept light: tabulate is imported only for ``--format table``.
 
 from __future__ import annotations
 
-import os
 import sys
 
 from mcp_core.argscan import Messages, scan
 from mcp_core.errors import RunnerError, UsageError
 from mcp_core.jsfmt import js_number
 from mcp_core.metrics import MetricsSummary, summarize, write_summary
-from mcp_core.output import report
+from mcp_core.output import run_cli
 from mcp_core.paths import Locations, locate
 
 USAGE = """\
@@ -89,20 +88,16 @@ def metrics(loc: Locations, fmt: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    try:
+
+    def body() -> int:
         fmt = parse_args(args)
         if fmt is None:
             sys.stdout.write(USAGE)
             sys.stdout.flush()
             return 0
         return metrics(locate(), fmt)
-    except RunnerError as exc:
-        return report(exc)
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+
+    return run_cli(body)
 
 
 if __name__ == "__main__":

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 from mcp_core.argscan import Messages, scan
 from mcp_core.errors import RunnerError
 from mcp_core.migrate import NO_CANDIDATES, Outcome, migrate
-from mcp_core.output import report
+from mcp_core.output import run_cli
 from mcp_core.paths import Locations, locate, validate_run_id
 
 USAGE = """\
@@ -77,20 +76,16 @@ def run_migration(loc: Locations, dry_run: bool, run_id: str | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    try:
+
+    def body() -> int:
         options = parse_args(args)
         if options is None:
             sys.stdout.write(USAGE)
             sys.stdout.flush()
             return 0
         return run_migration(locate(), *options)
-    except RunnerError as exc:
-        return report(exc)
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+
+    return run_cli(body)
 
 
 if __name__ == "__main__":

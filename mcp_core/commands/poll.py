@@ -7,7 +7,6 @@ odd timestamp shapes).
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 import time
@@ -22,7 +21,7 @@ from mcp_core.argscan import Messages, scan
 from mcp_core.errors import RunnerError, UsageError
 from mcp_core.heartbeat import heartbeat_state, to_fixed_1
 from mcp_core.jsfmt import dumps_compact, dumps_pretty, iso_from_ms, iso_now, now_ms
-from mcp_core.output import error_line, report
+from mcp_core.output import error_line, run_cli
 from mcp_core.paths import Locations, locate, validate_run_id
 from mcp_core.pointers import resolve_manifest
 
@@ -271,22 +270,16 @@ def poll(
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    try:
+
+    def body() -> int:
         options = parse_args(args)
         if options is None:
             sys.stdout.write(USAGE)
             sys.stdout.flush()
             return 0
         return poll(locate(), options)
-    except RunnerError as exc:
-        return report(exc)
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        # The reader went away (poll ... | head): drop what is still buffered
-        # instead of failing again when Python flushes stdout at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+
+    return run_cli(body)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from mcp_core.commands.start import check_format, write_heartbeat
 from mcp_core.errors import RunnerError
 from mcp_core.jsfmt import iso_now
 from mcp_core.launch import RUNNER_LOG, Launched, launch_worker
-from mcp_core.output import error_line, print_json, report
+from mcp_core.output import error_line, print_result, run_cli
 from mcp_core.paths import Locations, locate, validate_run_id
 
 USAGE = """Usage: scripts/mcp-runner-start.sh --resume <run-id> [options]
@@ -255,22 +255,12 @@ def run(argv: list[str], env: Mapping[str, str] | None = None) -> int:
         retry_failed=parsed.flag("--retry-failed"),
     )
     result = resume_run(locate(environment), request, environment)
-    if output_format == "json":
-        print_json(result)
-    else:
-        sys.stdout.write(format_text(result))
-        sys.stdout.flush()
+    print_result(result, output_format, format_text)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        return run(sys.argv[1:] if argv is None else argv)
-    except RunnerError as exc:
-        return report(exc)
-    except OSError as exc:  # a read-only or full disk: one line, never a traceback
-        where = f": {exc.filename}" if exc.filename else ""
-        return report(RunnerError(f"Resume failed: {exc.strerror or exc}{where}"))
+    return run_cli(lambda: run(sys.argv[1:] if argv is None else argv), disk_error="Resume failed")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from mcp_core.default_commands import default_commands
 from mcp_core.errors import RunnerError, UsageError
 from mcp_core.jsfmt import iso_now, stamp
 from mcp_core.launch import Launched, launch_worker
-from mcp_core.output import print_json, report
+from mcp_core.output import print_result, run_cli
 from mcp_core.paths import Locations, locate
 
 USAGE = """Usage: scripts/mcp-runner-start.sh [options]
@@ -223,19 +223,12 @@ def run(argv: list[str], env: Mapping[str, str] | None = None) -> int:
     timeout_text = parsed.text("--timeout")
     timeout = timeout_number(timeout_text) if timeout_text is not None else 3600
     result = start_run(loc, commands, parsed.text("--approval-policy", "never") or "never", timeout, environment)
-    if output_format == "json":
-        print_json(result)
-    else:
-        sys.stdout.write(format_text(result))
-        sys.stdout.flush()
+    print_result(result, output_format, format_text)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        return run(sys.argv[1:] if argv is None else argv)
-    except RunnerError as exc:
-        return report(exc)
+    return run_cli(lambda: run(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":
