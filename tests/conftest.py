@@ -116,3 +116,22 @@ def node_eval(node: str, expression: str) -> object:
     program = f"process.stdout.write(JSON.stringify({expression}));"
     result = subprocess.run([node, "-"], input=program, capture_output=True, text=True, timeout=60, check=True)
     return json.loads(result.stdout)
+
+
+def in_repo(monkeypatch: pytest.MonkeyPatch, repo: Path) -> None:
+    """The environment a wrapper would give main(): this repo, no other runner settings."""
+    for key in list(os.environ):
+        if key.startswith("MCP_RUNNER_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("MCP_RUNNER_REPO_ROOT", str(repo))
+
+
+@pytest.fixture(scope="module")
+def runs_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """6 generated runs, shared by the tests that prove bad input changes nothing."""
+    from gen_runs import generate
+
+    repo = tmp_path_factory.mktemp("bad-input") / "repo"
+    repo.mkdir()
+    generate(repo, 6, seed=3, spacing_seconds=86_400)
+    return repo

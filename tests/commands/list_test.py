@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CHECKOUT, SCRIPTS, run_script, runner_env, snapshot
+from conftest import CHECKOUT, SCRIPTS, in_repo, run_script, runner_env, snapshot
 from gen_runs import GeneratedRun, generate
 
 from mcp_core.commands.list import USAGE, main
@@ -322,23 +322,6 @@ def test_help(repo: Path) -> None:
         "Usage: scripts/mcp-runner-list.sh [--status S] [--limit N] [--task ID] [--format table|json]"
     )
     assert run_script(SCRIPT, "-h", "--bogus", repo=repo).returncode == 0  # -h acts where it appears
-
-
-def in_repo(monkeypatch: pytest.MonkeyPatch, repo: Path) -> None:
-    """The environment a wrapper would give main(): this repo, no other runner settings."""
-    for key in list(os.environ):
-        if key.startswith("MCP_RUNNER_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("MCP_RUNNER_REPO_ROOT", str(repo))
-
-
-@pytest.fixture(scope="module")
-def runs_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """6 generated runs, shared by the tests that prove bad input changes nothing."""
-    repo = tmp_path_factory.mktemp("bad-input") / "repo"
-    repo.mkdir()
-    generate(repo, 6, seed=3, spacing_seconds=86_400)
-    return repo
 
 
 @pytest.mark.parametrize(

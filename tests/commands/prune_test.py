@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
-from conftest import run_script, runner_env, snapshot
+from conftest import in_repo, run_script, runner_env, snapshot
 from gen_runs import generate
 
 from mcp_core.commands.prune import USAGE, main
@@ -87,23 +86,6 @@ def test_help(repo: Path) -> None:
     assert USAGE.splitlines()[0] == (
         "Usage: scripts/mcp-runner-prune.sh [--keep N] [--older-than DAYS] [--dry-run] [--task ID]"
     )
-
-
-def in_repo(monkeypatch: pytest.MonkeyPatch, repo: Path) -> None:
-    """The environment a wrapper would give main(): this repo, no other runner settings."""
-    for key in list(os.environ):
-        if key.startswith("MCP_RUNNER_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("MCP_RUNNER_REPO_ROOT", str(repo))
-
-
-@pytest.fixture(scope="module")
-def runs_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """6 generated runs, shared by the tests that prove bad input changes nothing."""
-    repo = tmp_path_factory.mktemp("bad-input") / "repo"
-    repo.mkdir()
-    generate(repo, 6, seed=3, spacing_seconds=86_400)
-    return repo
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import run_script, runner_env, snapshot
+from conftest import in_repo, run_script, runner_env, snapshot
 from gen_runs import generate
 
 from mcp_core.commands.report import USAGE, main
@@ -88,23 +88,6 @@ def test_cannot_write(repo: Path) -> None:
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr.startswith("Cannot write the report: ") and result.stderr.count("\n") == 1
-
-
-def in_repo(monkeypatch: pytest.MonkeyPatch, repo: Path) -> None:
-    """The environment a wrapper would give main(): this repo, no other runner settings."""
-    for key in list(os.environ):
-        if key.startswith("MCP_RUNNER_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("MCP_RUNNER_REPO_ROOT", str(repo))
-
-
-@pytest.fixture(scope="module")
-def runs_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """6 generated runs, shared by the tests that prove bad input changes nothing."""
-    repo = tmp_path_factory.mktemp("bad-input") / "repo"
-    repo.mkdir()
-    generate(repo, 6, seed=3, spacing_seconds=86_400)
-    return repo
 
 
 @pytest.mark.parametrize(
