@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 CHECKOUT = Path(__file__).resolve().parent.parent
-SHARED = CHECKOUT.parent / "shared"
-FIXTURE_RUNS = SHARED / "fixtures" / "upstream-runs" / ".runs"
+# A .runs/ tree recorded from the old Node.js runner, with its real symlinked pointers.
+FIXTURE_RUNS = CHECKOUT / "tests" / "fixtures" / "upstream-runs" / ".runs"
 SCRIPTS = CHECKOUT / "scripts"
 
 
@@ -37,12 +37,7 @@ def repo(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def fixture_repo(repo: Path) -> Path:
-    """A repository whose .runs/ is a writable copy of the upstream fixture.
-
-    Skips where ../shared is absent (the fixture is never copied into the project).
-    """
-    if not FIXTURE_RUNS.is_dir():
-        pytest.skip(f"upstream fixture not found at {FIXTURE_RUNS} (../shared is absent)")
+    """A repository whose .runs/ is a writable copy of the upstream fixture (never the fixture itself)."""
     shutil.copytree(FIXTURE_RUNS, repo / ".runs", symlinks=True)
     _make_writable(repo / ".runs")
     return repo

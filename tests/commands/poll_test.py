@@ -414,7 +414,7 @@ def test_every_fixture_run_and_pointer_polls_in_text_and_json(fixture_repo: Path
     assert len(runs) == 6 and len(pointers) == 21
     direct = runner_env(fixture_repo)
     # With an empty runs root every local-mcp entry is found through its pointer
-    # (flattened symlinks to ../../0001/mcp/<id>/manifest.json, legacy manifests).
+    # (symlinks to ../../0001/mcp/<id>/manifest.json, legacy manifests).
     via_pointer = runner_env(fixture_repo, MCP_RUNNER_TASK_RUNS_ROOT=str(fixture_repo / ".runs/9999/mcp"))
     cases = [(run_id, direct) for run_id in runs] + [(run_id, via_pointer) for run_id in pointers]
     script = str(SCRIPTS / POLL)
@@ -430,8 +430,15 @@ def test_every_fixture_run_and_pointer_polls_in_text_and_json(fixture_repo: Path
     for (run_id, env), (code, out, err) in zip(cases, jsons, strict=True):
         assert (code, err) == (0, ""), run_id
         data = _check_json_shape(out, fixture_repo)
-        if env is via_pointer and (fixture_repo / ".runs/0001/mcp" / run_id).is_dir():
-            assert data["manifest"] == f".runs/0001/mcp/{run_id}/manifest.json"  # followed the pointer
+        pointer = fixture_repo / ".runs/local-mcp" / run_id / "manifest.json"
+        if env is via_pointer and pointer.is_symlink():
+            # The symlink is read in place: the path read is the pointer's, the rest is the run's.
+            assert data["manifest"] == f".runs/local-mcp/{run_id}/manifest.json"
+            assert data["artifact_root"] == f".runs/0001/mcp/{run_id}"
+            assert (fixture_repo / ".runs/0001/mcp" / run_id / "poll.json").read_text() == out
+            assert not (pointer.parent / "poll.json").exists()
+    links = [fixture_repo / ".runs/local-mcp" / run_id / "manifest.json" for run_id in pointers]
+    assert sum(link.is_symlink() for link in links) == 6  # the recorded tree's pointers are real symlinks
     after = snapshot(fixture_repo / ".runs")
     changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
     assert changed and all(k.endswith("/poll.json") for k in changed)

@@ -191,8 +191,6 @@ def test_logged_session_records_manifest_transcript_and_result(tmp_path: Path, r
 
 
 def test_manifest_keys_match_the_old_runs(tmp_path: Path, root: Path) -> None:
-    if not FIXTURE_RUNS.is_dir():
-        pytest.skip(f"upstream fixture not found at {FIXTURE_RUNS} (../shared is absent)")
     old = json.loads((FIXTURE_RUNS / "local-mcp" / "2025-10-18T13-37-27Z" / "manifest.json").read_text())
     run("--repo", str(root), env=env_for(tmp_path, FAKE_CODEX_MCP_SERVER="1"), cwd=tmp_path)
     [run_dir] = (root / ".runs" / "local-mcp").iterdir()
