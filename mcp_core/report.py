@@ -23,7 +23,7 @@ from urllib.parse import quote
 from mcp_core import store
 from mcp_core.jsfmt import dumps_compact, iso_from_ms
 from mcp_core.paths import Locations
-from mcp_core.runs_index import RunRecord, RunsIndex, RunView, format_seconds, view
+from mcp_core.runs_index import ProgressCallback, RunRecord, RunsIndex, RunView, format_seconds, view
 
 REPORT_NAME = "report.html"
 DEFAULT_TABLE_LIMIT = 200
@@ -334,8 +334,11 @@ CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; form-actio
 class Page:
     """Builds the report's HTML for one task."""
 
-    def __init__(self, loc: Locations, index: RunsIndex, now_ms: float, table_limit: int) -> None:
+    def __init__(
+        self, loc: Locations, index: RunsIndex, now_ms: float, table_limit: int, progress: ProgressCallback | None
+    ) -> None:
         self.loc = loc
+        self.progress = progress
         self.index = index
         self.now_ms = now_ms
         self.table_limit = table_limit
@@ -458,6 +461,8 @@ class Page:
             )
         rows = []
         for number, (record, run) in enumerate(shown, start=1):
+            if self.progress is not None:
+                self.progress(number, len(shown))
             run_dir = record.run_dir
             artifacts = run_artifacts(run_dir)
             manifest_link = (
@@ -532,8 +537,15 @@ class Page:
         return "".join(parts)
 
 
-def build_report(loc: Locations, index: RunsIndex, now_ms: float, table_limit: int = DEFAULT_TABLE_LIMIT) -> str:
-    return Page(loc, index, now_ms, table_limit).render()
+def build_report(
+    loc: Locations,
+    index: RunsIndex,
+    now_ms: float,
+    table_limit: int = DEFAULT_TABLE_LIMIT,
+    progress: ProgressCallback | None = None,
+) -> str:
+    """The page; ``progress`` is told after each row of the runs table (the slow part)."""
+    return Page(loc, index, now_ms, table_limit, progress).render()
 
 
 def write_report(loc: Locations, text: str) -> Path:

@@ -13,6 +13,7 @@ import gc
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,25 +146,29 @@ def sort_key(record: RunRecord) -> tuple[float, str]:
     return (record.started_ms if record.started_ms is not None else float("-inf"), record.run_id)
 
 
-def read_runs(runs_root: Path) -> RunsIndex:
+ProgressCallback = Callable[[int, int], None]  # (runs read, runs in all)
+
+
+def read_runs(runs_root: Path, progress: ProgressCallback | None = None) -> RunsIndex:
     """Read every run directory directly under ``runs_root`` (newest first).
 
     Hidden entries and plain files are not runs and are passed over; a run
     directory that is a symlink, has an invalid name, or whose manifest is
     missing, unreadable or not a JSON object is reported in ``unreadable``.
+    ``progress`` is told after each run directory.
     """
     collecting = gc.isenabled()
     # Every parsed manifest is kept, so the collector's passes over the growing
     # heap (150,000 containers for 10,000 runs) find nothing: skip them (~15%).
     gc.disable()
     try:
-        return _read_runs(runs_root)
+        return _read_runs(runs_root, progress)
     finally:
         if collecting:
             gc.enable()
 
 
-def _read_runs(runs_root: Path) -> RunsIndex:
+def _read_runs(runs_root: Path, progress: ProgressCallback | None) -> RunsIndex:
     runs: list[RunRecord] = []
     unreadable: list[Unreadable] = []
     try:
@@ -181,7 +186,9 @@ def _read_runs(runs_root: Path) -> RunsIndex:
                 if not entry.name.startswith(".") and (entry.is_symlink() or entry.is_dir(follow_symlinks=False))
             ]
         names.sort()
-        for name, is_link in names:
+        for done, (name, is_link) in enumerate(names):
+            if progress is not None:
+                progress(done, len(names))
             if is_link:
                 reason = "run directory is a symlink, not followed"
                 unreadable.append(Unreadable(name, runs_root / name / MANIFEST_NAME, reason))
@@ -200,14 +207,16 @@ def _read_runs(runs_root: Path) -> RunsIndex:
             if started is None:
                 started = run_id_ms(name)
             runs.append(RunRecord(runs_root, name, manifest, started))
+        if progress is not None:
+            progress(len(names), len(names))
     finally:
         os.close(root_fd)
     runs.sort(key=sort_key, reverse=True)
     return RunsIndex(runs, unreadable)
 
 
-def read_task_runs(loc: Locations) -> RunsIndex:
-    return read_runs(loc.runs_root)
+def read_task_runs(loc: Locations, progress: ProgressCallback | None = None) -> RunsIndex:
+    return read_runs(loc.runs_root, progress)
 
 
 def _first_line(value: object) -> str:

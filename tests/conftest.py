@@ -130,3 +130,36 @@ def runs_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo.mkdir()
     generate(repo, 6, seed=3, spacing_seconds=86_400)
     return repo
+
+
+def run_script_on_terminal(name: str, *args: str, repo: Path, timeout: float = 120) -> tuple[int, str, str]:
+    """Run ``scripts/<name>`` with stderr on a real terminal (a pty) and stdout in a file,
+    as a person at a terminal redirecting the output; returns (exit code, stdout, terminal)."""
+    import pty
+    import select
+    import tempfile
+
+    reader, writer = pty.openpty()
+    with tempfile.TemporaryFile() as stdout_file:
+        try:
+            process = subprocess.Popen(
+                [str(SCRIPTS / name), *args], cwd=repo, env=runner_env(repo),
+                stdin=subprocess.DEVNULL, stdout=stdout_file, stderr=writer,
+            )
+        finally:
+            os.close(writer)
+        terminal = bytearray()
+        try:
+            while select.select([reader], [], [], timeout)[0]:
+                try:
+                    chunk = os.read(reader, 65536)
+                except OSError:  # EIO: the process, the last holder of the other end, has gone
+                    break
+                if not chunk:
+                    break
+                terminal += chunk
+        finally:
+            os.close(reader)
+        process.wait(timeout=timeout)
+        stdout_file.seek(0)
+        return process.returncode, stdout_file.read().decode(), terminal.decode()

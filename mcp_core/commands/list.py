@@ -10,6 +10,7 @@ from mcp_core import argscan, output
 from mcp_core.errors import RunnerError, UsageError
 from mcp_core.jsfmt import iso_from_ms, now_ms
 from mcp_core.paths import Locations, locate
+from mcp_core.progress import Progress
 from mcp_core.runs_index import (
     RunView,
     Unreadable,
@@ -129,7 +130,8 @@ def print_table(loc: Locations, shown: list[RunView], total: int, runs: int) -> 
 def list_runs(
     loc: Locations, *, statuses: frozenset[str] | None, limit: int | None, fmt: str, now: float
 ) -> int:
-    index = read_task_runs(loc)
+    with Progress("Reading runs") as progress:
+        index = read_task_runs(loc, progress.update)
     warn_unreadable(loc, index.unreadable)
     records = index.runs
     if statuses is not None:

@@ -8,6 +8,7 @@ from mcp_core import argscan, output
 from mcp_core.commands.list import task_locations, warn_unreadable, whole_number
 from mcp_core.errors import RunnerError
 from mcp_core.jsfmt import now_ms
+from mcp_core.progress import Progress
 from mcp_core.report import DEFAULT_TABLE_LIMIT, build_report, write_report
 from mcp_core.runs_index import read_task_runs
 
@@ -43,9 +44,12 @@ def main(argv: list[str] | None = None) -> int:
         limit_text = parsed.text("--limit")
         limit = whole_number("--limit", limit_text) if limit_text is not None else DEFAULT_TABLE_LIMIT
         loc = task_locations(parsed.text("--task"))
-        index = read_task_runs(loc)
+        with Progress("Reading runs") as progress:
+            index = read_task_runs(loc, progress.update)
         warn_unreadable(loc, index.unreadable)
-        path = write_report(loc, build_report(loc, index, now_ms(), limit))
+        with Progress("Writing the report") as progress:
+            page = build_report(loc, index, now_ms(), limit, progress.update)
+        path = write_report(loc, page)
         print(f"Report written to {loc.rel(path)}")
         return 0
     except RunnerError as exc:

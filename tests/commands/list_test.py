@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CHECKOUT, SCRIPTS, in_repo, run_script, runner_env, snapshot
+from conftest import CHECKOUT, SCRIPTS, in_repo, run_script, run_script_on_terminal, runner_env, snapshot
 from gen_runs import GeneratedRun, generate
 
 from mcp_core.commands.list import USAGE, main
@@ -309,6 +309,20 @@ def test_ten_thousand_runs(big_tree: tuple[Path, list[GeneratedRun]]) -> None:
     assert (piped.stdout.split(), piped.stderr) == (" ".join(HEADERS).split(), "")
 
     assert snapshot(repo / ".runs") == before
+
+
+@pytest.mark.slow
+def test_progress_shows_on_a_terminal_and_is_erased(big_tree: tuple[Path, list[GeneratedRun]]) -> None:
+    """stderr on a terminal: the reading is counted on one redrawn line, erased before the
+    table; the table itself (stdout) is what it is without a terminal (test_ten_thousand_runs
+    holds stderr empty there)."""
+    repo, generated = big_tree
+    code, stdout, terminal = run_script_on_terminal(SCRIPT, repo=repo)
+    assert code == 0
+    rows, _ = parse_table(stdout)
+    assert [row["RUN ID"] for row in rows] == [g.run_id for g in reversed(generated)][:50]
+    assert terminal.startswith(f"\r\x1b[KReading runs: 0/{TEN_THOUSAND} (0%)")
+    assert terminal.endswith(f"\r\x1b[KReading runs: {TEN_THOUSAND}/{TEN_THOUSAND} (100%)\r\x1b[K")
 
 
 # ----------------------------------------------------------------- the command line

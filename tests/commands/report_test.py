@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import in_repo, run_script, runner_env, snapshot
+from conftest import in_repo, run_script, run_script_on_terminal, runner_env, snapshot
 from gen_runs import generate
 
 from mcp_core.commands.report import USAGE, main
@@ -46,6 +46,20 @@ def test_rewrites_in_place_and_honours_limit_and_task(repo: Path) -> None:
     result = run_script(SCRIPT, "--task", "0002", repo=repo)
     assert (result.returncode, result.stdout) == (0, "Report written to .runs/0002/report.html\n")
     assert (repo / ".runs" / "0002" / "report.html").read_text(encoding="utf-8").count('<tr id="run-') == 4
+
+
+def test_progress_shows_on_a_terminal_only(repo: Path) -> None:
+    generate(repo, 600, seed=4, artifacts=False, spacing_seconds=600)
+    code, stdout, terminal = run_script_on_terminal(SCRIPT, "--limit", "600", repo=repo)
+    assert (code, stdout) == (0, "Report written to .runs/0001/report.html\n")
+    # Each stage counted on one redrawn line, erased when it ends.
+    assert terminal.startswith("\r\x1b[KReading runs: 0/600 (0%)")
+    assert "\r\x1b[KReading runs: 600/600 (100%)\r\x1b[K\r\x1b[KWriting the report: 1/600 (0%)" in terminal
+    assert terminal.endswith("\r\x1b[KWriting the report: 600/600 (100%)\r\x1b[K")
+    page = (repo / ".runs" / "0001" / "report.html").read_text(encoding="utf-8")
+    assert "Writing" not in page and page.count('<tr id="run-') == 600
+    piped = run_script(SCRIPT, "--limit", "600", repo=repo)
+    assert (piped.returncode, piped.stdout, piped.stderr) == (0, "Report written to .runs/0001/report.html\n", "")
 
 
 def test_report_goes_under_the_repo_whatever_the_runs_root(repo: Path, tmp_path: Path) -> None:
