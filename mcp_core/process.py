@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Collection
 
 
 def start_ticks(pid: int) -> int | None:
@@ -106,17 +107,17 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def stop_adopted_children(rounds: int = 5) -> list[int]:
-    """SIGKILL every child of this process and its process group (not our own
-    group), and reap them; repeated while killing them leaves new orphans to
-    adopt. Call it once the children one waits for (the server) are reaped.
-    Returns the pids stopped."""
+def stop_adopted_children(rounds: int = 5, keep: Collection[int] = ()) -> list[int]:
+    """SIGKILL every child of this process but those in ``keep``, and its process
+    group (not our own group), and reap them; repeated while killing them leaves
+    new orphans to adopt. Call it once the children one waits for (the server)
+    are reaped, or name them in ``keep``. Returns the pids stopped."""
     if not os.path.isdir("/proc/self"):
         return []
     own_group = os.getpgrp()
     stopped: list[int] = []
     for _ in range(rounds):
-        children = _children(os.getpid())
+        children = [pid for pid in _children(os.getpid()) if pid not in keep]
         if not children:
             break
         for pid in children:

@@ -52,6 +52,9 @@ REQUEST_TIMEOUT_ENV = "MCP_RUNNER_REQUEST_TIMEOUT_SECONDS"
 OUTPUT_TAIL_BYTES = 4096
 SUMMARY_TAIL_LINES = 3
 SUMMARY_LINE_CHARS = 160
+# How long what a command wrote before it ended may take to be read from the
+# pipe; a process it left behind must not keep its answer waiting.
+DRAIN_SECONDS = 0.5
 
 # Process groups of the commands running now, for a server that is told to stop.
 ACTIVE_GROUPS: set[int] = set()
@@ -169,10 +172,14 @@ async def run_command(
     """Run ``argv`` in a new session (its own process group), stdin from
     /dev/null, its stdout and stderr copied to ``echo_fd`` as they come.
 
-    When the leader exits, whatever it left in its group is killed so the
-    output pipe closes. When the deadline passes (exit code 124) or the caller
-    is cancelled, the whole group gets SIGTERM, then SIGKILL after the grace.
-    Raises OSError when the program cannot be started.
+    The command has ended when its own process has exited, whoever still holds
+    the output pipe: then whatever it left in its group is killed, so are the
+    processes it left outside the group (a server that is a child subreaper,
+    see ``become_subreaper``, adopts them), what is still buffered in the pipe is
+    read for at most ``DRAIN_SECONDS``, and its status is the answer. When the
+    deadline passes (exit code 124) or the caller is cancelled, the whole group
+    gets SIGTERM, then SIGKILL after the grace. Raises OSError when the program
+    cannot be started.
     """
     import asyncio
 
@@ -209,6 +216,7 @@ async def run_command(
     tail = bytearray()
     # Plain loop readers, not tasks: per command this costs ~0.3 ms less.
     loop = asyncio.get_running_loop()
+    ended = loop.create_future()  # the leader exited, or the deadline passed
     output_closed = loop.create_future()
 
     def keep(chunk: bytes) -> None:
@@ -235,34 +243,37 @@ async def run_command(
     def on_exit() -> None:
         loop.remove_reader(exit_fd)
         # The leader is a zombie until reaped, so its group id cannot be reused:
-        # kill what it left in its group (closing the pipe), then reap.
+        # kill what it left in its group, then reap.
         _signal_group(pgid, signal.SIGKILL)
+        if not ended.done():
+            ended.set_result(False)
+
+    def on_deadline() -> None:
+        if not ended.done():
+            ended.set_result(True)
 
     timed_out = False
     finished = False
-
-    def on_deadline() -> None:
-        nonlocal timed_out
-        timed_out = True
-        if not output_closed.done():
-            output_closed.set_result(None)
-
     loop.add_reader(read_end, on_output)
     loop.add_reader(exit_fd, on_exit)
     timer = loop.call_later(deadline.seconds, on_deadline) if deadline.seconds is not None else None
     try:
-        await output_closed
+        timed_out = await ended
         finished = not timed_out
     finally:
         if timer is not None:
             timer.cancel()
-        loop.remove_reader(read_end)
         loop.remove_reader(exit_fd)
         if not finished:  # deadline or cancellation: stop the whole group
             with anyio.CancelScope(shield=True):
                 await stop_group(pgid, deadline.kill_grace, leader=process)
         process.wait()
-        # Drain what is left without blocking (the group is gone).
+        stop_left_behind()
+        if finished:
+            # What the command wrote before it ended may still be in the pipe.
+            with anyio.move_on_after(DRAIN_SECONDS, shield=True):
+                await asyncio.shield(output_closed)
+        loop.remove_reader(read_end)
         with contextlib.suppress(OSError):
             while chunk := os.read(read_end, 65536):
                 keep(chunk)
@@ -272,6 +283,21 @@ async def run_command(
     returncode = process.returncode
     exit_code = TIMEOUT_EXIT_CODE if timed_out else (128 - returncode if returncode < 0 else returncode)
     return CommandOutcome(exit_code, timed_out, bytes(tail[-OUTPUT_TAIL_BYTES:]))
+
+
+def stop_left_behind() -> list[int]:
+    """Kill and reap the processes commands left outside their process groups
+    (``setsid``, daemons), adopted by this server as a subreaper. Only when no
+    other command runs or is being started: an orphan cannot be told apart from
+    one that belongs to another running command."""
+    from mcp_core import process
+
+    if _SPAWN_STATE["spawning"]:
+        return []
+    leaders = set(ACTIVE_GROUPS)
+    if len(leaders) > 1:
+        return []
+    return process.stop_adopted_children(keep=leaders)
 
 
 def kill_active_groups() -> None:

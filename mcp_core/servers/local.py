@@ -16,6 +16,7 @@ import sys
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
+from mcp_core import process
 from mcp_core.servers import common
 
 
@@ -44,6 +45,9 @@ def build_server() -> MCPServer:
 
 def main() -> None:
     common.exit_on_sigterm()
+    # Processes a command leaves outside its group (setsid, daemons) are
+    # re-parented here when their parent exits, so they end with the command.
+    process.become_subreaper()
     build_server().run("stdio")
     # The client closed our stdin and has every answer. Tearing down the SDK's
     # ~550 modules would take ~0.5 s here, and the worker waits for our exit

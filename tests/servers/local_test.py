@@ -246,3 +246,36 @@ def test_summary_is_bounded() -> None:
     summary = common.summarize(outcome, common.Deadline(None, 1.0))
     assert summary.startswith("Command exited with status 1; last output: ")
     assert len(summary) < 600
+
+
+@pytest.fixture
+def deadline_12_client(tmp_path: Path) -> Iterator[RawClient]:
+    raw = RawClient(tmp_path, tmp_path / "server.stderr", **{common.REQUEST_TIMEOUT_ENV: "12"})
+    yield raw
+    raw.close()
+
+
+DAEMONS = {
+    # a background job that leaves the group (new session), the pipes still open
+    "setsid-background": "setsid sh -c 'echo $$ > daemon; exec sleep 40' & sleep 0.5; echo finished",
+    # the same with stdout closed but stderr still open
+    "setsid-stderr-open": "setsid sh -c 'echo $$ > daemon; sleep 41' >/dev/null & sleep 0.5; echo finished",
+    # setsid forks and returns at once: the daemon is an orphan from the start
+    "setsid-fork": "setsid -f sh -c 'echo $$ > daemon; exec sleep 36'; sleep 0.5; echo finished",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(DAEMONS))
+def test_a_daemon_does_not_keep_a_finished_command_running(
+    deadline_12_client: RawClient, tmp_path: Path, kind: str
+) -> None:
+    # The command's own process ends after half a second; the daemon it started
+    # in a session of its own keeps the output pipe open. The answer is the
+    # command's status (not a timeout), and the daemon does not outlive it.
+    answer = answer_of(deadline_12_client.call(DAEMONS[kind]))
+    assert answer["exit_code"] == 0, answer
+    assert answer["summary"] == "Command exited with status 0; last output: finished"
+    daemon = int((tmp_path / "daemon").read_text())
+    # Killed and reaped by the server (its subreaper), not left a zombie.
+    wait_for(lambda: not Path(f"/proc/{daemon}").exists(), timeout=10)
+    assert answer_of(deadline_12_client.call("echo again"))["exit_code"] == 0
