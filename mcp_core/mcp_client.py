@@ -47,6 +47,23 @@ class ToolInvocationError(Exception):
         self.stack = stack
 
 
+def tool_error_in(exc: BaseException) -> ToolInvocationError | None:
+    """The ToolInvocationError ``exc`` is or holds (the first, depth first), or None.
+
+    For a plain ``except (ToolInvocationError, BaseExceptionGroup)`` instead of
+    ``except*``: before CPython 3.11.4 an exception raised inside an ``except*``
+    block comes out wrapped in an ExceptionGroup.
+    """
+    if isinstance(exc, ToolInvocationError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = tool_error_in(inner)
+            if found is not None:
+                return found
+    return None
+
+
 @dataclass(frozen=True)
 class ToolAnswer:
     content: list[dict[str, Any]]  # the result's content list, as JSON objects

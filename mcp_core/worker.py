@@ -28,7 +28,7 @@ from mcp_core import manifest as manifest_mod
 from mcp_core.error_artifacts import write_error_artifact
 from mcp_core.errors import RunnerError
 from mcp_core.jsfmt import iso_now
-from mcp_core.mcp_client import McpSession, ToolAnswer, ToolInvocationError, spawn_server, stop_server
+from mcp_core.mcp_client import McpSession, ToolAnswer, ToolInvocationError, spawn_server, stop_server, tool_error_in
 from mcp_core.server_select import ServerChoice, choose_server
 from mcp_core.servers.common import COMMAND_MARKER, REQUEST_TIMEOUT_ENV, TOOL_NAME
 
@@ -272,8 +272,10 @@ class Worker:
                         result = await self.run_commands(session)
                     else:
                         result = ("stop", None)
-            except* ToolInvocationError as group:
-                error = _first(group, ToolInvocationError)
+            except (ToolInvocationError, BaseExceptionGroup) as exc:
+                error = tool_error_in(exc)
+                if error is None:
+                    raise
                 result = ("failed", self.first_open_failure(error.message, error.stack))
             finally:
                 self._cancel = None
@@ -490,15 +492,6 @@ class Worker:
 
         lifecycle.finish_run(self.loc, self.manifest_path, "failed", failure.reason, update=update)
         self.log(f"run failed ({failure.reason})")
-
-
-def _first(group: BaseExceptionGroup[Any], kind: type[ToolInvocationError]) -> ToolInvocationError:
-    for exc in group.exceptions:
-        if isinstance(exc, kind):
-            return exc
-        if isinstance(exc, BaseExceptionGroup):
-            return _first(exc, kind)
-    raise group
 
 
 def main(argv: list[str] | None = None) -> int:

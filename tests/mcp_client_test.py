@@ -13,7 +13,15 @@ import anyio
 import pytest
 from runs import group_members, misbehaving_server, pid_alive, wait_for
 
-from mcp_core.mcp_client import McpSession, ToolAnswer, ToolInvocationError, connect, spawn_server, stop_server
+from mcp_core.mcp_client import (
+    McpSession,
+    ToolAnswer,
+    ToolInvocationError,
+    connect,
+    spawn_server,
+    stop_server,
+    tool_error_in,
+)
 
 
 class Logged:
@@ -33,15 +41,6 @@ def start(mode: str, *extra: str, tmp_path: Path, env: dict[str, str] | None = N
         os.close(fd)
 
 
-def first_error(group: BaseExceptionGroup[Any]) -> ToolInvocationError:
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            return first_error(exc)
-        assert isinstance(exc, ToolInvocationError)
-        return exc
-    raise AssertionError("empty group")
-
-
 def session_run(
     server: subprocess.Popen[bytes], log: Logged, body: Callable[[McpSession], Awaitable[Any]]
 ) -> Any:
@@ -51,8 +50,11 @@ def session_run(
         try:
             async with connect(server, log=log, initialize_timeout=20) as session:
                 return await body(session)
-        except* ToolInvocationError as group:
-            raise first_error(group) from None
+        except (ToolInvocationError, BaseExceptionGroup) as exc:
+            error = tool_error_in(exc)
+            if error is None:
+                raise
+            raise error from None
 
     try:
         return anyio.run(main)
@@ -147,3 +149,12 @@ def test_the_call_timeout_is_honoured_and_the_hung_server_is_killed(tmp_path: Pa
     wait_for(lambda: not pid_alive(child_pid))
     assert not pid_alive(server_pid)
     assert group_members(server_pid) == []
+
+
+def test_the_tool_error_is_found_however_deeply_it_is_grouped() -> None:
+    error = ToolInvocationError("boom")
+    assert tool_error_in(error) is error
+    nested = BaseExceptionGroup("outer", [ValueError("other"), ExceptionGroup("inner", [KeyError("k"), error])])
+    assert tool_error_in(nested) is error
+    assert tool_error_in(ExceptionGroup("none", [ValueError("v")])) is None
+    assert tool_error_in(ValueError("v")) is None
