@@ -3,3 +3,5 @@
 Nothing in this package prints or parses command lines except ``commands/``;
 only ``mcp_client``, ``servers/`` and ``worker`` import the MCP SDK.
 """
+
+__version__ = "0.1.0"  # the package version (pyproject.toml reads it from here)

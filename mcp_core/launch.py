@@ -39,9 +39,16 @@ def worker_env(loc: Locations, base: Mapping[str, str]) -> dict[str, str]:
     env["MCP_RUNNER_TASK_RUNS_ROOT"] = str(loc.runs_root)
     env["MCP_RUNNER_LEGACY_ROOT"] = str(loc.legacy_root)
     env["MCP_RUNNER_METRICS_ROOT"] = str(loc.metrics_root)
-    if not _importable_from(loc.repo_root, env):
-        # A checkout used without `pip install -e .` (its bin/ scripts put it on
-        # sys.path themselves): `python -m` from another directory needs a hint.
+    return with_package_importable(env, loc.repo_root)
+
+
+def with_package_importable(env: dict[str, str], cwd: Path) -> dict[str, str]:
+    """``env``, with this package's folder added to PYTHONPATH only where
+    ``python -m mcp_core...`` started in ``cwd`` would not find it: a checkout used
+    without `pip install -e .` (its bin/ scripts put it on sys.path themselves).
+    An installed package is found as it is, and site-packages never lands on the
+    PYTHONPATH of the commands a run executes."""
+    if not _importable_from(cwd, env):
         existing = env.get("PYTHONPATH")
         env["PYTHONPATH"] = str(_PACKAGE_PARENT) + (os.pathsep + existing if existing else "")
     return env

@@ -76,11 +76,27 @@ def locate(env: dict[str, str] | None = None, cwd: Path | None = None) -> Locati
 
 
 def default_repo_root(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Path:
-    """The checkout the scripts live in; wrappers copied elsewhere export it."""
+    """The repo root when ``MCP_RUNNER_REPO_ROOT`` is unset: the checkout the
+    wrappers run from (they export it), else the checkout this package lives in
+    (its bin/ scripts), else, for an installed package, ``repo_root_of(cwd)``."""
+    cwd = Path.cwd() if cwd is None else cwd
     hinted = (os.environ if env is None else env).get("MCP_RUNNER_CHECKOUT")
-    if not hinted:
+    if hinted:
+        return (cwd / hinted).resolve()
+    if (_PACKAGE_CHECKOUT / "scripts" / "_runner-python.sh").is_file():
         return _PACKAGE_CHECKOUT
-    return ((Path.cwd() if cwd is None else cwd) / hinted).resolve()
+    return repo_root_of(cwd)
+
+
+def repo_root_of(cwd: Path | str) -> Path:
+    """The git top level of ``cwd`` (the nearest folder upwards holding a ``.git``
+    directory or file), else ``cwd`` itself: what ``git rev-parse --show-toplevel``
+    gives, without starting git."""
+    start = Path(os.path.abspath(cwd))
+    for folder in (start, *start.parents):
+        if os.path.exists(os.path.join(folder, ".git")):
+            return folder
+    return start
 
 
 def relative_to_root(repo_root: Path, path: Path | str) -> str:

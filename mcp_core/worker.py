@@ -23,7 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from mcp_core import lifecycle, paths, process, store
+from mcp_core import launch, lifecycle, paths, process, store
 from mcp_core import manifest as manifest_mod
 from mcp_core.error_artifacts import write_error_artifact
 from mcp_core.errors import RunnerError
@@ -37,7 +37,6 @@ USAGE = "Usage: python -m mcp_core.worker <run-dir>"
 DEFAULT_TIMEOUT_SECONDS = 3600.0
 MISSING_PAYLOAD = "Tool response missing JSON payload."
 MALFORMED_NOTE = "Expected JSON object with numeric exit_code."
-_CHECKOUT = Path(__file__).resolve().parent.parent
 # After a timeout or cancel the server gets this long to clean up (the bundled
 # executor kills its command's group) before its own group is killed.
 _STOP_WAIT_AFTER_CANCEL = 0.5
@@ -239,9 +238,8 @@ class Worker:
         env = dict(os.environ)
         env[REQUEST_TIMEOUT_ENV] = repr(self.timeout_seconds)
         if choice.mode in ("local", "codex-exec"):
-            # The bundled servers run from this checkout whatever the repo root is.
-            current = env.get("PYTHONPATH")
-            env["PYTHONPATH"] = str(_CHECKOUT) + (os.pathsep + current if current else "")
+            # The bundled servers run from this package (installed, or this checkout).
+            env = launch.with_package_importable(env, self.loc.repo_root)
         log_fd = os.open(self.run_dir / "runner.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             return spawn_server(choice.command, env=env, cwd=self.loc.repo_root, stderr_fd=log_fd)

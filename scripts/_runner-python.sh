@@ -30,8 +30,15 @@ else
     exit 127
   fi
 fi
-module="mcp_core.commands.${command_name//-/_}"
 if [[ -f "$checkout/bin/mcp-runner-$command_name" ]]; then
   exec "$python" "$checkout/bin/mcp-runner-$command_name" "$@"
 fi
-exec "$python" -m "$module" "$@"
+# Copied into another repository: the installed package does the work (-c, not
+# -m: runpy costs ~3 ms), and one line says so when it is not installed.
+exec "$python" -c 'import sys
+try:
+    from mcp_core.cli import run_and_exit
+except ImportError:
+    sys.exit(f"mcp-runner is not set up: {sys.executable} cannot import it; "
+             "install it with `pip install <mcp-runner checkout>` (or run `make setup` there and use its scripts/)")
+run_and_exit(sys.argv[1], sys.argv[2:])' "$command_name" "$@"

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mcp_core.errors import RunnerError
-from mcp_core.paths import command_file_name, locate, relative_to_root, slugify, validate_run_id
+from mcp_core.paths import command_file_name, locate, relative_to_root, repo_root_of, slugify, validate_run_id
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 
@@ -66,6 +66,20 @@ def test_repo_root_defaults_to_the_checkout_or_its_hint(tmp_path: Path) -> None:
     assert locate({}, cwd=tmp_path).repo_root == CHECKOUT
     (tmp_path / "copy").mkdir()
     assert locate({"MCP_RUNNER_CHECKOUT": "copy"}, cwd=tmp_path).repo_root == tmp_path / "copy"
+
+
+def test_repo_root_of_a_directory_is_its_git_top_level_else_itself(tmp_path: Path) -> None:
+    plain = tmp_path / "plain" / "sub"
+    plain.mkdir(parents=True)
+    assert repo_root_of(plain) == plain
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / "a" / "b").mkdir(parents=True)
+    assert repo_root_of(repo / "a" / "b") == repo
+    assert repo_root_of(str(repo)) == repo
+    # a worktree or submodule has a .git file; the nearest one wins
+    (repo / "a" / ".git").write_text("gitdir: elsewhere\n")
+    assert repo_root_of(repo / "a" / "b") == repo / "a"
 
 
 def test_relative_paths_use_slashes_and_dot_dot(tmp_path: Path) -> None:

@@ -53,11 +53,14 @@ _HEARTBEAT_LINE = re.compile(rb"^Heartbeat age: ")
 _STATUS_LINE = re.compile(rb"^Run .* status: (\S*)\s*$")
 
 
-def scripts_dir(env: Mapping[str, str]) -> Path:
-    """The scripts/ folder beside this checkout (or the one the wrappers were copied to)."""
+def runner_command(env: Mapping[str, str], script: str, command: str) -> list[str]:
+    """``scripts/<script>`` beside this checkout (or where the wrappers were copied);
+    for an installed package without wrappers, ``python -m mcp_core.cli <command>``."""
     checkout = env.get("MCP_RUNNER_CHECKOUT")
-    base = Path(checkout) if checkout else Path(__file__).resolve().parent.parent.parent
-    return base / "scripts"
+    wrapper = Path(checkout or Path(__file__).resolve().parent.parent.parent) / "scripts" / script
+    if checkout or wrapper.is_file():
+        return [str(wrapper)]
+    return [sys.executable, "-m", "mcp_core.cli", command]
 
 
 def start_diagnostics(
@@ -66,7 +69,7 @@ def start_diagnostics(
     """Run start with ``--format json``; its stderr passes through. Returns (status, fields)."""
     completed = subprocess.run(
         [
-            str(scripts_dir(env) / "mcp-runner-start.sh"),
+            *runner_command(env, "mcp-runner-start.sh", "start"),
             "--approval-policy",
             approval_policy,
             "--timeout",
@@ -125,16 +128,16 @@ def stale_notice(run_id: str, manifest_file: Path) -> str:
 
 def watch(run_id: str, manifest_file: Path, interval: str, env: Mapping[str, str]) -> int:
     """Relay ``poll --watch`` to stdout line by line; its exit status is ours."""
-    poll_script = scripts_dir(env) / "mcp-runner-poll.sh"
+    poll_command = runner_command(env, "mcp-runner-poll.sh", "poll")
     try:
         poll = subprocess.Popen(
-            [str(poll_script), run_id, "--watch", "--interval", interval],
+            [*poll_command, run_id, "--watch", "--interval", interval],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             env=dict(env),
         )
     except OSError as exc:
-        raise RunnerError(f"Cannot run {poll_script}: {exc.strerror or exc}") from exc
+        raise RunnerError(f"Cannot run {' '.join(poll_command)}: {exc.strerror or exc}") from exc
     assert poll.stdout is not None
     out = sys.stdout.buffer
     noticed = False

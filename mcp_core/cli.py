@@ -1,0 +1,147 @@
+"""``mcp-runner <command> [args]``: every command behind one entry point.
+
+The installed package's console script (``main``) and the checkout's ``bin/``
+scripts (``run``) both come here. A command is the module
+``mcp_core.commands.<name>``, imported only once chosen, so each keeps the
+start-up cost, flags, output and exit codes of its wrapper. Only os and sys are
+imported at the top: poll comes through here on every call.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+TYPE_CHECKING = False  # typing costs ~5 ms to import; mypy reads this block all the same
+if TYPE_CHECKING:
+    from typing import NoReturn
+
+# command -> (module under mcp_core.commands, what it does)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "start": ("start", "start a run; returns at once while a detached worker runs it"),
+    "resume": ("resume", "resume a run whose worker has died: resume <run-id> [options]"),
+    "cancel": ("cancel", "cancel a run"),
+    "poll": ("poll_fast", "show a run's status: poll <run-id> [--watch] [--format text|json]"),
+    "diagnostics": ("diagnostics", "start the default commands and watch the run"),
+    "metrics": ("metrics", "write the metrics summary"),
+    "migrate": ("migrate", "move legacy .runs/local-mcp/ runs into the task's runs root"),
+    "list": ("list", "the runs of a task as a table or JSON"),
+    "report": ("report", "write the static HTML report of a task's runs"),
+    "prune": ("prune", "remove old finished runs, with an audit log"),
+    "serve": ("serve", "serve runs to remote callers"),
+}
+_COMMANDS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "commands")
+_CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Start's budget is 150 ms (BENCHMARKS.md) and the worker it has just launched
+# competes for the CPU: it skips the interpreter's teardown (~15 ms) once all is printed.
+_SKIP_TEARDOWN = ("start",)
+
+
+def available() -> list[str]:
+    """The commands this installation has (``serve`` only once its module exists)."""
+    return [name for name, (module, _) in COMMANDS.items() if os.path.isfile(f"{_COMMANDS_DIR}/{module}.py")]
+
+
+def usage() -> str:
+    names = available()
+    width = max(len(name) for name in names)
+    lines = [f"  {name.ljust(width)}  {COMMANDS[name][1]}" for name in names]
+    return (
+        "Usage: mcp-runner <command> [options]\n"
+        "       mcp-runner <command> --help\n"
+        "       mcp-runner --version\n"
+        "\n"
+        "Runs shell commands through an MCP server and records every run under .runs/.\n"
+        "The repo root is MCP_RUNNER_REPO_ROOT, else the git top level of the current\n"
+        "directory, else the current directory.\n"
+        "\n"
+        "Commands:\n" + "\n".join(lines) + "\n"
+    )
+
+
+def setup_hint(missing: str) -> str:
+    """The one line printed when a dependency is missing: the package was never set up."""
+    if os.path.isfile(os.path.join(_CHECKOUT, "Makefile")):
+        fix = f"run `make setup` in {_CHECKOUT} (or `pip install {_CHECKOUT}`)"
+    else:
+        fix = f"install its dependencies with `{sys.executable} -m pip install <mcp-runner checkout>`"
+    return f"mcp-runner is not set up (no module named {missing!r}): {fix}"
+
+
+def _missing_dependency(exc: ModuleNotFoundError) -> str | None:
+    """The missing third-party module, or None when one of our own is missing (a bug)."""
+    name = exc.name or ""
+    return None if not name or name.split(".")[0] == "mcp_core" else name
+
+
+def run(name: str, argv: list[str]) -> int:
+    """Run one command as its wrapper would; a missing dependency is one line, exit 1."""
+    try:
+        module = __import__(f"mcp_core.commands.{COMMANDS[name][0]}", fromlist=["main"])
+        return int(module.main(argv))
+    except ModuleNotFoundError as exc:
+        missing = _missing_dependency(exc)
+        if missing is None:
+            raise
+        print(setup_hint(missing), file=sys.stderr)
+        return 1
+
+
+def exit_with(code: int, *, skip_teardown: bool = False) -> NoReturn:
+    if skip_teardown:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BaseException:
+            sys.exit(code)  # let the interpreter report it
+        os._exit(code)
+    sys.exit(code)
+
+
+def run_and_exit(name: str, argv: list[str]) -> NoReturn:
+    """What a ``bin/mcp-runner-<name>`` script does."""
+    exit_with(run(name, argv), skip_teardown=name in _SKIP_TEARDOWN)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``mcp-runner <command> [args]`` (the console script)."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        sys.stderr.write(usage())
+        return 2
+    first = args[0]
+    if first in ("-h", "--help", "help"):
+        sys.stdout.write(usage())
+        return 0
+    if first in ("-V", "--version"):
+        from mcp_core import __version__
+
+        print(f"mcp-runner {__version__}")
+        return 0
+    if first not in available():
+        print(f"Unknown command: {first}", file=sys.stderr)
+        sys.stderr.write(usage())
+        return 2
+    rest = args[1:]
+    if first == "resume" and rest and not rest[0].startswith("-"):
+        rest = ["--run-id", rest[0], *rest[1:]]
+    if first == "start" and rest[:1] == ["--resume"]:  # the old wrapper's form
+        if len(rest) < 2 or not rest[1]:
+            print("Usage: mcp-runner start --resume <run-id> [options]", file=sys.stderr)
+            return 2
+        first, rest = "resume", ["--run-id", rest[1], *rest[2:]]
+    if not os.environ.get("MCP_RUNNER_REPO_ROOT"):
+        from mcp_core.paths import repo_root_of
+
+        os.environ["MCP_RUNNER_REPO_ROOT"] = str(repo_root_of(os.getcwd()))
+    return run(first, rest)
+
+
+def console() -> NoReturn:
+    """The ``mcp-runner`` console script."""
+    args = sys.argv[1:]
+    exit_with(main(args), skip_teardown=args[:1] == ["start"])
+
+
+if __name__ == "__main__":
+    console()
