@@ -35,7 +35,7 @@ report: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run_all.py
 
-## Fault injection and the soak at a larger size than CI (docs/guarantees.md); figures on CHAOS-FIGURES lines.
+## Fault injection and the soak at a larger size than CI (README, "Guarantees"); figures on CHAOS-FIGURES lines.
 ## Each size can be overridden from the environment, e.g. CHAOS_KILLS=100 make chaos
 chaos: export CHAOS_DRIVERS ?= 4
 chaos: export CHAOS_KILLS ?= 40

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Runs one runner command in Python: _runner-python.sh <command> [args...]
+# (_runner-python.sh --python prints the Python it would run instead).
 # The checkout is the folder above scripts/ (also in a consumer's repo the
 # scripts were copied into): its .venv when there is one, else python3 on PATH
 # with the mcp-runner package installed.
@@ -29,6 +30,10 @@ else
     echo "python3 not found: run 'make setup' in $checkout or install python3." >&2
     exit 127
   fi
+fi
+if [[ "$command_name" == --python ]]; then  # which Python the wrappers run (scripts/spec-guard.sh asks)
+  printf '%s\n' "$python"
+  exit 0
 fi
 if [[ -f "$checkout/bin/mcp-runner-$command_name" ]]; then
   exec "$python" "$checkout/bin/mcp-runner-$command_name" "$@"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Cancel a run (CONTRACT sections 9 and 10); the work is done by bin/mcp-runner-cancel.
+# Cancel a run (docs/interface.md section 7); the work is done by bin/mcp-runner-cancel.
 set -euo pipefail
 if [[ $# -eq 0 ]]; then
   echo 'Usage: scripts/mcp-runner-cancel.sh <run-id> [--format text|json] [--wait SECONDS]' >&2

@@ -1,6 +1,6 @@
 #!/bin/sh
 ":" //; exec "$(dirname "$0")/_runner-python.sh" metrics "$@"
-// Write the metrics summary (CONTRACT section 6). The work is done in Python
+// Write the metrics summary (docs/interface.md section 8). The work is done in Python
 // (bin/mcp-runner-metrics). This file is both a shell script and a Node script:
 // run directly, sh reads line 2 and execs the Python wrapper, so no Node is
 // needed; under `node` that line is a string and a comment, and the code below

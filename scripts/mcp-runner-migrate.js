@@ -1,6 +1,6 @@
 #!/bin/sh
 ":" //; exec "$(dirname "$0")/_runner-python.sh" migrate "$@"
-// Migrate legacy runs (CONTRACT section 8). The work is done in Python
+// Migrate legacy runs (docs/interface.md section 9). The work is done in Python
 // (bin/mcp-runner-migrate). This file is both a shell script and a Node script:
 // run directly, sh reads line 2 and execs the Python wrapper, so no Node is
 // needed; under `node` that line is a string and a comment, and the code below

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Show a run's status (CONTRACT section 4); the work is done by bin/mcp-runner-poll.
+# Show a run's status (docs/interface.md section 6); the work is done by bin/mcp-runner-poll.
 set -euo pipefail
 if [[ $# -eq 0 ]]; then
   echo 'Usage: scripts/mcp-runner-poll.sh <run-id> [--watch] [--interval N] [--format text|json]' >&2

@@ -3,7 +3,7 @@
 
 Sizes come from the environment so that ``make chaos`` can run bigger than CI:
 CHAOS_DRIVERS, CHAOS_KILLS, CHAOS_SAVE_KILLS, CHAOS_SERVERS, CHAOS_SEED,
-SOAK_RUNS, SOAK_SECONDS, SOAK_POLLERS (see docs/guarantees.md);
+SOAK_RUNS, SOAK_SECONDS, SOAK_POLLERS (see the README, "Guarantees");
 CHAOS_SETTLE_SECONDS bounds every wait for processes to end (default 120). Every test prints its
 figures (kills survived, runs, polls, duration, corruptions) on one
 ``CHAOS-FIGURES`` line; ``pytest -s`` shows them.
