@@ -32,6 +32,7 @@ class Messages(NamedTuple):
     unknown: Callable[[str], str]
     missing: Callable[[str], str] = lambda flag: f"{flag} requires a value"
     not_numeric: Callable[[str], str] = lambda flag: f"{flag} requires a numeric value"
+    not_positive: Callable[[str], str] = lambda flag: f"{flag} must be a positive number"
 
 
 class Parsed:
@@ -78,13 +79,19 @@ def options_of(usage: str) -> dict[str, int]:
     return table
 
 
-def is_numeric(value: str) -> bool:
-    """A finite, positive number (what a timeout or an interval can be)."""
+def finite_number(value: str) -> float | None:
+    """The finite number ``value`` spells (surrounding blanks allowed), else None."""
     try:
         number = float(value.strip())
     except ValueError:
-        return False
-    return math.isfinite(number) and number > 0
+        return None
+    return number if math.isfinite(number) else None
+
+
+def is_numeric(value: str) -> bool:
+    """A finite, positive number (what a timeout or an interval can be)."""
+    number = finite_number(value)
+    return number is not None and number > 0
 
 
 def scan(
@@ -124,8 +131,11 @@ def scan(
             continue
         value = args[position + 1] if position + 1 < len(args) else None
         if arg in numeric_flags:
-            if value is None or not is_numeric(value):
+            number = None if value is None else finite_number(value)
+            if number is None:
                 raise UsageError(messages.not_numeric(arg))
+            if number <= 0:
+                raise UsageError(messages.not_positive(arg))
         elif not value:
             raise UsageError(messages.missing(arg))
         assert value is not None

@@ -388,6 +388,16 @@ def _reject_constant(name: str) -> Any:
 JSON_PARSE = json.JSONDecoder(parse_constant=_reject_constant)
 
 
+def json_error_text(exc: json.JSONDecodeError, *, line: bool = True) -> str:
+    """What is wrong and where: ``Expecting value at line 2 column 1``.
+
+    Some of json's messages end in "at" themselves ("Unterminated string starting
+    at"); the place follows once, never "at at".
+    """
+    where = f"line {exc.lineno} column {exc.colno}" if line else f"column {exc.colno}"
+    return f"{exc.msg.removesuffix(' at')} at {where}"
+
+
 def json_kind(value: object) -> str:
     """What a parsed JSON value is, for messages: "null", "an array", ..."""
     if value is None:
@@ -413,7 +423,7 @@ def _parse_line(raw: bytes) -> tuple[Any, ...] | tuple[str, str] | None:
     try:
         value = JSON_PARSE.decode(text)
     except json.JSONDecodeError as exc:
-        return (f"Invalid JSON: {exc.msg} at column {exc.colno}", text)
+        return (f"Invalid JSON: {json_error_text(exc, line=False)}", text)
     except RecursionError:
         return ("Invalid JSON: nested too deeply", text)
     except ValueError as exc:

@@ -54,7 +54,7 @@ from mcp_core import pointers, store
 from mcp_core.errors import RunnerError
 from mcp_core.jsfmt import dumps_compact, dumps_pretty, iso_now, stamp
 from mcp_core.manifest import MANIFEST_NAME
-from mcp_core.metrics import JSON_PARSE, json_kind
+from mcp_core.metrics import JSON_PARSE, json_error_text, json_kind
 from mcp_core.paths import Locations, validate_run_id
 
 ERROR = "error"
@@ -204,7 +204,7 @@ def read_legacy_manifest(path: Path) -> dict[str, Any]:
         value = JSON_PARSE.decode(text.lstrip("\ufeff"))
     except json.JSONDecodeError as exc:
         raise ManifestProblem(
-            f"Manifest is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); nothing moved."
+            f"Manifest is not valid JSON ({json_error_text(exc)}); nothing moved."
         ) from None
     except (ValueError, RecursionError) as exc:
         raise ManifestProblem(f"Manifest is not valid JSON ({exc or 'nested too deeply'}); nothing moved.") from None

@@ -22,7 +22,7 @@ from mcp_core.errors import RunnerError
 from mcp_core.heartbeat import heartbeat_state
 from mcp_core.jsfmt import parse_timestamp_ms
 from mcp_core.manifest import MANIFEST_NAME, TERMINAL_STATUSES
-from mcp_core.metrics import duration_seconds
+from mcp_core.metrics import duration_seconds, json_error_text
 from mcp_core.paths import Locations, validate_run_id
 
 KNOWN_STATUSES = ("queued", "in_progress", "succeeded", "failed", "cancelled")
@@ -121,7 +121,9 @@ def _read_manifest(root_fd: int, run_id: str) -> dict[str, Any] | str:
         os.close(fd)
     try:
         data = json.loads(b"".join(chunks).decode("utf-8", "surrogateescape"))
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
+        return f"not valid JSON: {json_error_text(exc)}"
+    except ValueError as exc:  # undecodable bytes
         return f"not valid JSON: {exc}"
     except RecursionError:
         return "not valid JSON: nested too deeply"

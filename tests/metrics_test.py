@@ -203,6 +203,8 @@ BAD_LINES = [
     ('{"a": NaN}', "Invalid JSON: NaN is not valid JSON"),
     ('{"a": 1} {"b": 2}', "Invalid JSON: Extra data at column 10"),
     ("not json at all", "Invalid JSON: Expecting value at column 1"),
+    ('{"a": "open', "Invalid JSON: Unterminated string starting at column 7"),
+    ('{"a": "tab\there"}', "Invalid JSON: Invalid control character at column 11"),
 ]
 
 

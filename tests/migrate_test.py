@@ -95,6 +95,7 @@ def test_present_keys_keep_their_place(repo: Path) -> None:
 PROBLEMS = [
     (b"{not json", "Manifest is not valid JSON (Expecting property name enclosed in double quotes at line 1 column 2)"),
     (b"", "Manifest is not valid JSON (Expecting value at line 1 column 1)"),
+    (b'{"a": "open', "Manifest is not valid JSON (Unterminated string starting at line 1 column 7)"),
     (b'{"a": NaN}', "Manifest is not valid JSON (NaN is not valid JSON)"),
     (b"null", "Manifest is not a JSON object (it holds null)"),
     (b"[1, 2]", "Manifest is not a JSON object (it holds an array)"),

@@ -44,6 +44,7 @@ MESSAGES = Messages(
     unknown=lambda arg: f"Unknown option: {arg}",
     missing=lambda flag: f"Error: {flag} requires a value.",
     not_numeric=lambda flag: f"Error: {flag} requires a numeric value.",
+    not_positive=lambda flag: f"Error: {flag} must be a positive number.",
 )
 INTERVAL_ENV = "MCP_RUNNER_DIAGNOSTICS_INTERVAL"
 DEFAULT_INTERVAL = "10"

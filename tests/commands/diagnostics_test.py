@@ -88,6 +88,7 @@ def test_help(repo: Path, flag: str) -> None:
         (["--approval-policy", ""], "Error: --approval-policy requires a value."),
         (["--timeout"], "Error: --timeout requires a numeric value."),
         (["--timeout", "soon"], "Error: --timeout requires a numeric value."),
+        (["--timeout", "0"], "Error: --timeout must be a positive number."),
         (["--no-watch", "--timeout"], "Error: --timeout requires a numeric value."),
     ],
 )

@@ -186,7 +186,7 @@ def test_unreadable_manifests_are_skipped_with_one_warning_each(fixture_repo: Pa
     assert result.returncode == 0
     assert result.stderr.splitlines() == [
         "Warning: skipping .runs/0001/mcp/2025-10-20T00-00-00-000Z-1/manifest.json: not valid JSON: "
-        "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
+        "Expecting property name enclosed in double quotes at line 1 column 2",
         "Warning: skipping .runs/0001/mcp/2025-10-21T00-00-00-000Z-2/manifest.json: not a JSON object",
     ]
     rows, _ = parse_table(result.stdout)
@@ -196,7 +196,7 @@ def test_unreadable_manifests_are_skipped_with_one_warning_each(fixture_repo: Pa
     assert json.loads(json_result.stdout)["skipped"] == [
         {
             "manifest": ".runs/0001/mcp/2025-10-20T00-00-00-000Z-1/manifest.json",
-            "reason": "not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
+            "reason": "not valid JSON: Expecting property name enclosed in double quotes at line 1 column 2",
         },
         {"manifest": ".runs/0001/mcp/2025-10-21T00-00-00-000Z-2/manifest.json", "reason": "not a JSON object"},
     ]
@@ -349,8 +349,8 @@ def test_help(repo: Path) -> None:
         (["--limit"], "--limit requires a numeric value"),
         (["--limit", ""], "--limit requires a numeric value"),
         (["--limit", "abc"], "--limit requires a numeric value"),
-        (["--limit", "0"], "--limit requires a numeric value"),
-        (["--limit", "-3"], "--limit requires a numeric value"),
+        (["--limit", "0"], "--limit must be a positive number"),
+        (["--limit", "-3"], "--limit must be a positive number"),
         (["--limit", "inf"], "--limit requires a numeric value"),
         (["--limit", "2.5"], "--limit requires a whole number"),
         (["--format"], "--format requires a value"),

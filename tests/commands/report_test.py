@@ -84,7 +84,7 @@ def test_warns_about_unreadable_manifests(repo: Path) -> None:
     assert result.returncode == 0
     assert result.stderr == (
         "Warning: skipping .runs/0001/mcp/2020-01-01T00-00-00-000Z-1/manifest.json: "
-        "not valid JSON: Expecting value: line 1 column 1 (char 0)\n"
+        "not valid JSON: Expecting value at line 1 column 1\n"
     )
 
 
@@ -111,7 +111,7 @@ def test_cannot_write(repo: Path) -> None:
         (["report.html"], "Unknown option for report: report.html"),
         (["--limit"], "--limit requires a numeric value"),
         (["--limit", "x"], "--limit requires a numeric value"),
-        (["--limit", "0"], "--limit requires a numeric value"),
+        (["--limit", "0"], "--limit must be a positive number"),
         (["--limit", "1.5"], "--limit requires a whole number"),
         (["--task"], "--task requires a value"),
         (["--task", ".."], "Invalid task id: '..' (expected letters, digits, '.', '_' or '-')."),

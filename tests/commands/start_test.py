@@ -88,7 +88,7 @@ def test_help_prints_usage_and_exits_0(repo: Path) -> None:
         (["--approval-policy"], "--approval-policy requires a value"),
         (["--timeout"], "--timeout requires a numeric value"),
         (["--timeout", "abc"], "--timeout requires a numeric value"),
-        (["--timeout", "0"], "--timeout requires a numeric value"),
+        (["--timeout", "0"], "--timeout must be a positive number"),
         (["--timeout", "--format", "json"], "--timeout requires a numeric value"),
         (["--format"], "--format requires a value"),
         (["--format", "xml"], 'Unsupported format: xml. Expected "text" or "json".'),
