@@ -241,10 +241,17 @@ async def pipe_transport(process: subprocess.Popen[bytes], log: LogFn) -> AsyncI
 class McpSession:
     """One initialized session: the server's `codex` tool schema and calls to it."""
 
-    def __init__(self, session: ClientSession, tool_schema: dict[str, Any] | None, log: LogFn) -> None:
+    def __init__(
+        self,
+        session: ClientSession,
+        tool_schema: dict[str, Any] | None,
+        log: LogFn,
+        describe_failure: Callable[[str], str] = lambda reason: reason,
+    ) -> None:
         self.session = session
         self.tool_schema = tool_schema
         self.log = log
+        self.describe_failure = describe_failure
 
     def tool_arguments(self, prompt: str, approval_policy: str, repo_root: Path) -> dict[str, Any]:
         """``approval-policy`` where the advertised schema names it, else
@@ -267,9 +274,10 @@ class McpSession:
         try:
             result = await self.session.call_tool(name, arguments, read_timeout_seconds=timeout_seconds)
         except MCPError as exc:
-            raise ToolInvocationError(_mcp_error_text(exc), traceback.format_exc()) from exc
+            raise ToolInvocationError(self.describe_failure(_mcp_error_text(exc)), traceback.format_exc()) from exc
         except Exception as exc:  # protocol errors, validation errors, a closed stream
-            raise ToolInvocationError(f"{type(exc).__name__}: {exc}", traceback.format_exc()) from exc
+            message = self.describe_failure(f"{type(exc).__name__}: {exc}")
+            raise ToolInvocationError(message, traceback.format_exc()) from exc
         content = [item.model_dump(mode="json", by_alias=True, exclude_none=True) for item in result.content]
         return ToolAnswer(content, bool(result.is_error))
 
@@ -293,47 +301,171 @@ async def connect(
     Raises ToolInvocationError when the server does not initialize (it died,
     exited at once, answered garbage, or did not answer in time).
     """
+    async with (
+        pipe_transport(process, log) as (read_stream, write_stream),
+        initialized_session(
+            read_stream, write_stream, log=log, initialize_timeout=initialize_timeout, tool_name=tool_name
+        ) as session,
+    ):
+        yield session
+
+
+@contextlib.asynccontextmanager
+async def initialized_session(
+    read_stream: Any,
+    write_stream: Any,
+    *,
+    log: LogFn,
+    initialize_timeout: float,
+    tool_name: str,
+    describe_failure: Callable[[str], str] = lambda reason: reason,
+) -> AsyncIterator[McpSession]:
+    """A ClientSession over a transport's streams, initialized, with the tool's
+    schema read. ``describe_failure`` may add what the transport knows to the
+    reason initialize failed (e.g. an HTTP status)."""
     import anyio
     from mcp import ClientSession, MCPError
     from mcp_types import Implementation
 
-    async with pipe_transport(process, log) as (read_stream, write_stream):
-        session = ClientSession(
-            read_stream,
-            write_stream,
-            client_info=Implementation(name="mcp-runner-py", version="1"),
+    session = ClientSession(
+        read_stream,
+        write_stream,
+        client_info=Implementation(name="mcp-runner-py", version="1"),
+    )
+    async with session:
+        try:
+            with anyio.fail_after(initialize_timeout):
+                init = await session.initialize()
+        except TimeoutError as exc:
+            raise ToolInvocationError(
+                describe_failure(f"MCP server did not answer initialize within {initialize_timeout:g} seconds"),
+                traceback.format_exc(),
+            ) from exc
+        except MCPError as exc:
+            raise ToolInvocationError(
+                describe_failure(f"MCP server failed to initialize: {_mcp_error_text(exc)}"), traceback.format_exc()
+            ) from exc
+        except Exception as exc:
+            raise ToolInvocationError(
+                describe_failure(f"MCP server failed to initialize: {type(exc).__name__}: {exc}"),
+                traceback.format_exc(),
+            ) from exc
+        server_info = getattr(init, "server_info", None)
+        log(
+            f"connected to MCP server {getattr(server_info, 'name', '?')} "
+            f"{getattr(server_info, 'version', '')} (protocol {init.protocol_version})"
         )
-        async with session:
-            try:
-                with anyio.fail_after(initialize_timeout):
-                    init = await session.initialize()
-            except TimeoutError as exc:
-                raise ToolInvocationError(
-                    f"MCP server did not answer initialize within {initialize_timeout:g} seconds",
-                    traceback.format_exc(),
-                ) from exc
-            except MCPError as exc:
-                raise ToolInvocationError(
-                    f"MCP server failed to initialize: {_mcp_error_text(exc)}", traceback.format_exc()
-                ) from exc
-            except Exception as exc:
-                raise ToolInvocationError(
-                    f"MCP server failed to initialize: {type(exc).__name__}: {exc}", traceback.format_exc()
-                ) from exc
-            server_info = getattr(init, "server_info", None)
-            log(
-                f"connected to MCP server {getattr(server_info, 'name', '?')} "
-                f"{getattr(server_info, 'version', '')} (protocol {init.protocol_version})"
-            )
-            schema: dict[str, Any] | None = None
-            try:
-                with anyio.fail_after(initialize_timeout):
-                    listing = await session.list_tools()
-                for tool in listing.tools:
-                    if tool.name == tool_name:
-                        schema = dict(tool.input_schema)
-                if schema is None:
-                    log(f"the MCP server lists no {tool_name!r} tool")
-            except Exception as exc:  # a server without tools/list still gets its call
-                log(f"tools/list failed ({type(exc).__name__}: {exc}); sending approval_policy")
-            yield McpSession(session, schema, log)
+        schema: dict[str, Any] | None = None
+        try:
+            with anyio.fail_after(initialize_timeout):
+                listing = await session.list_tools()
+            for tool in listing.tools:
+                if tool.name == tool_name:
+                    schema = dict(tool.input_schema)
+            if schema is None:
+                log(f"the MCP server lists no {tool_name!r} tool")
+        except Exception as exc:  # a server without tools/list still gets its call
+            log(f"tools/list failed ({type(exc).__name__}: {exc}); sending approval_policy")
+        yield McpSession(session, schema, log, describe_failure)
+
+
+# -- a server reached over streamable HTTP (``MCP_RUNNER_SERVER=http://...``) --
+
+HTTP_CONNECT_TIMEOUT_SECONDS = 10.0
+# The session's own request timeout ends a silent call; the HTTP read timeout
+# only backs it up (a host that vanished without closing the connection).
+HTTP_READ_MARGIN_SECONDS = 5.0
+TOKEN_HINT = "MCP_RUNNER_SERVER_TOKEN is missing or is not the server's token"
+
+
+def unreachable_reason(exc: BaseException) -> str:
+    """Why a connection failed, in the system's words ("Connection refused")
+    where the chain of causes holds an OS error, else the exception itself."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, BaseExceptionGroup):
+            seen = seen.exceptions[0]
+            continue
+        if isinstance(seen, OSError) and isinstance(seen.errno, int) and seen.errno > 0:
+            return os.strerror(seen.errno)  # asyncio's own text names the address, not the fault
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror  # e.g. a name that does not resolve (negative codes)
+        seen = seen.__cause__ or seen.__context__
+    return f"{type(exc).__name__}: {exc}"
+
+
+class HttpRefusals:
+    """The HTTP error statuses the server answered, to explain a failed request."""
+
+    def __init__(self, url: str, log: LogFn) -> None:
+        self.url = url
+        self.log = log
+        self.last: int | None = None
+
+    async def note(self, response: Any) -> None:
+        if response.status_code >= 400:
+            self.last = response.status_code
+            self.log(f"HTTP {response.status_code} from {response.request.method} {self.url}")
+
+    def describe(self, reason: str) -> str:
+        """``reason`` with the last refusal's status since the previous call, if any."""
+        import http
+
+        status, self.last = self.last, None
+        if status is None:
+            return reason
+        try:
+            phrase = " " + http.HTTPStatus(status).phrase
+        except ValueError:
+            phrase = ""
+        hint = f" ({TOKEN_HINT})" if status == 401 else ""
+        return f"{reason}: the server at {self.url} answered HTTP {status}{phrase}{hint}"
+
+
+@contextlib.asynccontextmanager
+async def connect_http(
+    url: str,
+    *,
+    token: str | None,
+    request_timeout: float,
+    log: LogFn,
+    initialize_timeout: float = INITIALIZE_TIMEOUT_SECONDS,
+    tool_name: str = "codex",
+) -> AsyncIterator[McpSession]:
+    """Initialize a session with the server at ``url`` over streamable HTTP,
+    sending ``token`` as a bearer token and the request timeout in a header (so
+    a ``mcp-runner serve`` ends a command at the same deadline a local server
+    would). Raises ToolInvocationError when the server cannot be reached, refuses
+    the token or does not initialize; a connection lost later fails the call in
+    progress. Neither the token nor any header is ever logged."""
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    from mcp_core.servers.common import REQUEST_TIMEOUT_HEADER
+
+    refusals = HttpRefusals(url, log)
+    headers = {REQUEST_TIMEOUT_HEADER: repr(request_timeout)}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    client = httpx2.AsyncClient(
+        headers=headers,
+        timeout=httpx2.Timeout(HTTP_CONNECT_TIMEOUT_SECONDS, read=request_timeout + HTTP_READ_MARGIN_SECONDS),
+        event_hooks={"response": [refusals.note]},
+    )
+    try:
+        async with (
+            client,
+            streamable_http_client(url, http_client=client) as (read_stream, write_stream),
+            initialized_session(
+                read_stream,
+                write_stream,
+                log=log,
+                initialize_timeout=initialize_timeout,
+                tool_name=tool_name,
+                describe_failure=refusals.describe,
+            ) as session,
+        ):
+            yield session
+    except* httpx2.TransportError as group:
+        reason = unreachable_reason(group.exceptions[0])
+        raise ToolInvocationError(f"cannot reach the MCP server at {url}: {reason}", traceback.format_exc()) from None

@@ -8,6 +8,9 @@
 - ``codex``: ``scripts/run-local-mcp.sh --repo <root> --no-log``, i.e. ``codex -C <root> mcp-server``;
 - ``codex-exec``: ``python -m mcp_core.servers.codex_exec``, each call runs ``codex exec``;
 - ``local``: ``python -m mcp_core.servers.local``, ``bash -c`` in the repo root, no network;
+- ``http://HOST:PORT/PATH`` or ``https://...``: that MCP server, over streamable HTTP
+  (e.g. ``mcp-runner serve`` on another host), with ``MCP_RUNNER_SERVER_TOKEN`` as
+  its bearer token; nothing is spawned;
 - anything else: that command line (shell words), spawned as a stdio MCP server.
 """
 
@@ -26,14 +29,20 @@ from mcp_core.errors import RunnerError
 _PACKAGE_SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "scripts"
 RUN_LOCAL_MCP = "run-local-mcp.sh"
 HELP_TIMEOUT_SECONDS = 15.0
+SERVER_TOKEN_ENV = "MCP_RUNNER_SERVER_TOKEN"
+HTTP_MODE = "http"
 
 
 @dataclass(frozen=True)
 class ServerChoice:
-    mode: str  # "local", "codex", "codex-exec" or "custom"
-    command: list[str]  # the argv spawned as a stdio MCP server
+    mode: str  # "local", "codex", "codex-exec", "custom" or "http"
+    command: list[str]  # the argv spawned as a stdio MCP server (none for http)
+    url: str | None = None  # the server's endpoint, for http
 
     def describe(self) -> dict[str, str]:
+        """What the manifest records (never a token)."""
+        if self.url is not None:
+            return {"mode": self.mode, "url": self.url}
         return {"mode": self.mode, "command": shlex.join(self.command)}
 
 
@@ -90,8 +99,27 @@ def run_local_mcp_script(env: Mapping[str, str]) -> Path | None:
     return next((path for path in candidates if path.is_file()), None)
 
 
+def http_choice(url: str) -> ServerChoice:
+    """A server reached over streamable HTTP. The URL is recorded in the
+    manifest, so it must not carry credentials (the token has its own variable)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError on a bad port)
+    except ValueError as exc:
+        raise RunnerError(f"MCP_RUNNER_SERVER is not a valid URL: {exc}") from exc
+    if parts.username is not None or parts.password is not None:
+        raise RunnerError(f"MCP_RUNNER_SERVER must not hold credentials; put the token in {SERVER_TOKEN_ENV}.")
+    if not parts.hostname:
+        raise RunnerError(f"MCP_RUNNER_SERVER names no host: {url}")
+    return ServerChoice(HTTP_MODE, [], url)
+
+
 def choose_server(repo_root: Path, env: Mapping[str, str]) -> ServerChoice:
     requested = (env.get("MCP_RUNNER_SERVER") or "auto").strip() or "auto"
+    if requested.lower().startswith(("http://", "https://")):
+        return http_choice(requested)
     if requested == "auto":
         codex = shutil.which("codex", path=env.get("PATH"))
         if codex and codex_has_mcp_server(codex, env):

@@ -9,6 +9,7 @@ run succeeded, 1 otherwise (failed or cancelled).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -29,7 +30,7 @@ from mcp_core.error_artifacts import write_error_artifact
 from mcp_core.errors import RunnerError
 from mcp_core.jsfmt import iso_now
 from mcp_core.mcp_client import McpSession, ToolAnswer, ToolInvocationError, spawn_server, stop_server, tool_error_in
-from mcp_core.server_select import ServerChoice, choose_server
+from mcp_core.server_select import SERVER_TOKEN_ENV, ServerChoice, choose_server
 from mcp_core.servers.common import COMMAND_MARKER, REQUEST_TIMEOUT_ENV, TOOL_NAME
 
 CANCEL_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -149,6 +150,7 @@ class Worker:
         self._cancel: Callable[[], None] | None = None
         self.server: subprocess.Popen[bytes] | None = None
         self.server_record: dict[str, Any] | None = None
+        self.server_url: str | None = None
         self.heartbeat_stop = threading.Event()
         self.heartbeat_thread: threading.Thread | None = None
         self.timeout_seconds = DEFAULT_TIMEOUT_SECONDS
@@ -213,17 +215,21 @@ class Worker:
         except RunnerError as exc:
             return self.conclude("failed", self.first_open_failure(exc.message, None))
         self.server_record = choice.describe()
-        try:
-            self.server = self.spawn(choice)
-        except OSError as exc:
-            message = f"cannot start the MCP server ({self.server_record['command']}): {exc}"
-            return self.conclude("failed", self.first_open_failure(message, traceback.format_exc()))
-        self.server_record = {
-            **choice.describe(),
-            "pid": self.server.pid,
-            "start_ticks": process.start_ticks(self.server.pid),
-        }
-        self.log(f"started the MCP server ({choice.mode}), pid {self.server.pid}: {self.server_record['command']}")
+        self.server_url = choice.url
+        if choice.url is not None:
+            self.log(f"talking to the MCP server at {choice.url} over streamable HTTP")
+        else:
+            try:
+                self.server = self.spawn(choice)
+            except OSError as exc:
+                message = f"cannot start the MCP server ({self.server_record['command']}): {exc}"
+                return self.conclude("failed", self.first_open_failure(message, traceback.format_exc()))
+            self.server_record = {
+                **choice.describe(),
+                "pid": self.server.pid,
+                "start_ticks": process.start_ticks(self.server.pid),
+            }
+            self.log(f"started the MCP server ({choice.mode}), pid {self.server.pid}: {self.server_record['command']}")
         try:
             import anyio  # the SDK is imported while the server starts up
 
@@ -252,9 +258,6 @@ class Worker:
 
         import anyio
 
-        from mcp_core.mcp_client import connect
-
-        assert self.server is not None
         loop = asyncio.get_running_loop()
         result: tuple[str, Failure | None] = ("cancelled", None)
         with anyio.CancelScope() as scope:
@@ -265,7 +268,7 @@ class Worker:
             if self.signal_received is not None:
                 scope.cancel()
             try:
-                async with connect(self.server, log=self.log) as session:
+                async with self.open_session() as session:
                     if self.on_connected():
                         result = await self.run_commands(session)
                     else:
@@ -281,6 +284,16 @@ class Worker:
                     loop.remove_signal_handler(signum)
                     signal.signal(signum, self.on_signal)
         return result
+
+    def open_session(self) -> contextlib.AbstractAsyncContextManager[McpSession]:
+        """Over HTTP to the chosen server's URL, else over the spawned server's pipes."""
+        from mcp_core.mcp_client import connect, connect_http
+
+        if self.server_url is not None:
+            token = os.environ.get(SERVER_TOKEN_ENV)
+            return connect_http(self.server_url, token=token, request_timeout=self.timeout_seconds, log=self.log)
+        assert self.server is not None
+        return connect(self.server, log=self.log)
 
     def on_connected(self) -> bool:
         """The first save once connected: runner_pid and a fresh heartbeat, before any command."""

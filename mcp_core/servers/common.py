@@ -49,6 +49,8 @@ TIMEOUT_EXIT_CODE = 124
 # so the server can give up on the command first and answer with exit 124
 # instead of leaving the client to time out with no answer.
 REQUEST_TIMEOUT_ENV = "MCP_RUNNER_REQUEST_TIMEOUT_SECONDS"
+# The same, for a server reached over HTTP (``mcp-runner serve``): an HTTP header.
+REQUEST_TIMEOUT_HEADER = "Mcp-Runner-Request-Timeout"
 OUTPUT_TAIL_BYTES = 4096
 SUMMARY_TAIL_LINES = 3
 SUMMARY_LINE_CHARS = 160

@@ -20,24 +20,27 @@ from mcp_core import process
 from mcp_core.servers import common
 
 
+async def run_prompt(prompt: str, *, cwd: str, deadline: common.Deadline, echo_fd: int | None = 2) -> str:
+    """Run the prompt's command with ``bash -c`` in ``cwd``; the answer text.
+    ``echo_fd`` gets the command's output as it comes (None: kept only for the summary)."""
+    command = common.command_from_prompt(prompt)
+    if command is None:
+        raise ToolError(f"The prompt has no line starting with {common.COMMAND_MARKER.strip()!r}.")
+    try:
+        outcome = await common.run_command(
+            ["bash", "-c", command], cwd=cwd, env=os.environ, deadline=deadline, echo_fd=echo_fd
+        )
+    except OSError as exc:
+        raise ToolError(f"Could not start bash: {exc}") from exc
+    return common.answer(outcome.exit_code, common.summarize(outcome, deadline))
+
+
 def build_server() -> MCPServer:
     server: MCPServer = MCPServer("mcp-runner-local-executor", version="1", log_level="WARNING")
     deadline = common.deadline_from_env(os.environ)
 
     async def run(prompt: str, approval_policy: str | None, cwd: str | None) -> str:
-        command = common.command_from_prompt(prompt)
-        if command is None:
-            raise ToolError(f"The prompt has no line starting with {common.COMMAND_MARKER.strip()!r}.")
-        try:
-            outcome = await common.run_command(
-                ["bash", "-c", command],
-                cwd=common.command_cwd(cwd, os.environ),
-                env=os.environ,
-                deadline=deadline,
-            )
-        except OSError as exc:
-            raise ToolError(f"Could not start bash: {exc}") from exc
-        return common.answer(outcome.exit_code, common.summarize(outcome, deadline))
+        return await run_prompt(prompt, cwd=common.command_cwd(cwd, os.environ), deadline=deadline)
 
     common.register_codex_tool(server, run)
     return server
