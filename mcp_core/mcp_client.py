@@ -18,21 +18,24 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
+import logging
 import os
 import select
 import signal
 import subprocess
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from mcp import ClientSession
 
 LogFn = Callable[[str], None]
+E = TypeVar("E", bound=BaseException)
 INITIALIZE_TIMEOUT_SECONDS = 60.0
 LOGGED_MESSAGE_CHARS = 2000
 _PR_SET_PDEATHSIG = 1
@@ -372,10 +375,71 @@ async def initialized_session(
 # -- a server reached over streamable HTTP (``MCP_RUNNER_SERVER=http://...``) --
 
 HTTP_CONNECT_TIMEOUT_SECONDS = 10.0
-# The session's own request timeout ends a silent call; the HTTP read timeout
-# only backs it up (a host that vanished without closing the connection).
+# A request's answer may take the whole request timeout: the session's own
+# timeout ends a silent call, the HTTP read timeout only backs it up.
 HTTP_READ_MARGIN_SECONDS = 5.0
+# What needs no answer (a cancel notification, closing the session) gets this
+# long, so a hung or frozen host cannot hold the run's end for another timeout.
+HTTP_QUICK_SECONDS = 3.0
 TOKEN_HINT = "MCP_RUNNER_SERVER_TOKEN is missing or is not the server's token"
+
+
+def awaits_answer(method: str, body: bytes) -> bool:
+    """Whether an HTTP request carries a JSON-RPC request (its answer may take
+    long) or opens the server's event stream, rather than a notification, a
+    response or the session's close."""
+    if method == "GET":
+        return True
+    if method != "POST":
+        return False
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(message, dict) and "method" in message and "id" in message
+
+
+class OneLineLog(logging.Handler):
+    """Library warnings (the SDK's, uvicorn's) as one log line each, without tracebacks."""
+
+    def __init__(self, log: LogFn, label: str) -> None:
+        super().__init__(logging.WARNING)
+        self.log = log
+        self.label = label
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            cause: BaseException = record.exc_info[1]
+            while isinstance(cause, BaseExceptionGroup) and cause.exceptions:
+                cause = cause.exceptions[0]
+            text += f" ({type(cause).__name__}: {cause})" if str(cause) else f" ({type(cause).__name__})"
+        self.log(f"{self.label}{_short(text)}")
+
+
+@contextlib.contextmanager
+def sdk_log_in(log: LogFn) -> Iterator[None]:
+    logger = logging.getLogger("mcp")
+    handler = OneLineLog(log, "MCP client: ")
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def first_instance(exc: BaseException, kind: type[E]) -> E | None:
+    """``exc`` if it is a ``kind``, else the first ``kind`` a group holds (depth first)."""
+    if isinstance(exc, kind):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = first_instance(inner, kind)
+            if found is not None:
+                return found
+    return None
 
 
 def unreachable_reason(exc: BaseException) -> str:
@@ -447,25 +511,37 @@ async def connect_http(
     headers = {REQUEST_TIMEOUT_HEADER: repr(request_timeout)}
     if token:
         headers["Authorization"] = f"Bearer {token}"
+    patient = httpx2.Timeout(HTTP_CONNECT_TIMEOUT_SECONDS, read=request_timeout + HTTP_READ_MARGIN_SECONDS).as_dict()
+    quick = httpx2.Timeout(HTTP_QUICK_SECONDS, connect=HTTP_CONNECT_TIMEOUT_SECONDS).as_dict()
+
+    async def set_timeout(request: Any) -> None:
+        waits = awaits_answer(request.method, request.content)
+        request.extensions = {**request.extensions, "timeout": patient if waits else quick}
+
     client = httpx2.AsyncClient(
         headers=headers,
-        timeout=httpx2.Timeout(HTTP_CONNECT_TIMEOUT_SECONDS, read=request_timeout + HTTP_READ_MARGIN_SECONDS),
-        event_hooks={"response": [refusals.note]},
+        timeout=httpx2.Timeout(**patient),
+        event_hooks={"request": [set_timeout], "response": [refusals.note]},
     )
     try:
-        async with (
-            client,
-            streamable_http_client(url, http_client=client) as (read_stream, write_stream),
-            initialized_session(
-                read_stream,
-                write_stream,
-                log=log,
-                initialize_timeout=initialize_timeout,
-                tool_name=tool_name,
-                describe_failure=refusals.describe,
-            ) as session,
-        ):
-            yield session
-    except* httpx2.TransportError as group:
-        reason = unreachable_reason(group.exceptions[0])
+        with sdk_log_in(log):
+            async with (
+                client,
+                streamable_http_client(url, http_client=client) as (read_stream, write_stream),
+                initialized_session(
+                    read_stream,
+                    write_stream,
+                    log=log,
+                    initialize_timeout=initialize_timeout,
+                    tool_name=tool_name,
+                    describe_failure=refusals.describe,
+                ) as session,
+            ):
+                yield session
+    except (httpx2.TransportError, BaseExceptionGroup) as exc:
+        # Not ``except*``: before CPython 3.11.4 what it raises comes out wrapped in a group.
+        failed = first_instance(exc, httpx2.TransportError)
+        if failed is None:
+            raise
+        reason = unreachable_reason(failed)
         raise ToolInvocationError(f"cannot reach the MCP server at {url}: {reason}", traceback.format_exc()) from None

@@ -371,6 +371,45 @@ def test_a_server_killed_mid_call_fails_the_run(repo: Path, served: Serve) -> No
 
 
 @pytest.mark.slow
+def test_a_frozen_server_fails_the_run_at_its_timeout(repo: Path, served: Serve) -> None:
+    # SIGSTOP: connections are still accepted, nothing is answered (a hung host).
+    run = remote_run(repo, served, [WAITING], timeout=20)
+    worker = launch_worker(run)
+    try:
+        wait_for(lambda: read_pid(served.root / "command.pid"), timeout=60)
+        os.kill(served.process.pid, signal.SIGSTOP)
+        # Bounded well below what waiting a second timeout for the cancel and the close would take.
+        assert worker.wait(timeout=50) == 1
+    finally:
+        os.kill(served.process.pid, signal.SIGCONT)
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+    command = run.manifest()["commands"][0]
+    assert command["status"] == "failed" and "timed out" in command["summary"]
+    assert "Traceback" not in run.log_text()
+
+
+@pytest.mark.slow
+def test_stopping_serve_kills_the_commands_it_runs(repo: Path, served: Serve) -> None:
+    run = remote_run(repo, served, [WAITING])
+    worker = launch_worker(run)
+    try:
+        wait_for(lambda: read_pid(served.root / "child.pid") and read_pid(served.root / "command.pid"), timeout=60)
+        pids = [read_pid(served.root / "command.pid"), read_pid(served.root / "child.pid")]
+        served.process.send_signal(signal.SIGTERM)
+        assert served.process.wait(timeout=60) != 0
+        assert worker.wait(timeout=120) == 1
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+    wait_for(lambda: not any(pid is not None and pid_alive(pid) for pid in pids), timeout=30)
+    assert run.manifest()["status"] == "failed"
+    assert "cancelled; its process group was killed" in served.log()
+
+
+@pytest.mark.slow
 def test_cancel_mid_call_kills_the_remote_command(repo: Path, served: Serve) -> None:
     run = remote_run(repo, served, [WAITING])
     worker = launch_worker(run)

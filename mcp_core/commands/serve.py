@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import hmac
+import logging
 import os
 import shutil
 import signal
@@ -31,9 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mcp_core import argscan, output
+from mcp_core import argscan, output, process
 from mcp_core.errors import RunnerError, UsageError
 from mcp_core.jsfmt import iso_now
+from mcp_core.mcp_client import OneLineLog
 from mcp_core.servers import common
 
 if TYPE_CHECKING:
@@ -348,8 +350,11 @@ def serve(options: ServeOptions, sock: socket.socket) -> None:
     import uvicorn
 
     url = endpoint_url(sock)
+    # The SDK's and uvicorn's warnings as log lines like serve's own.
+    logging.getLogger().addHandler(OneLineLog(log, ""))
     config = uvicorn.Config(
         with_caller(build_app(options, url)),
+        log_config=None,
         log_level="warning",
         access_log=False,
         lifespan="on",
@@ -360,6 +365,9 @@ def serve(options: ServeOptions, sock: socket.socket) -> None:
     # progress, which kills their process groups), then re-raises the signal to
     # the handler installed here, which kills whatever is left.
     common.exit_on_sigterm()
+    # Processes a command leaves outside its group are adopted here and killed
+    # when it ends, as the local executor does.
+    process.become_subreaper()
     asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
 
 
