@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "list": ("list", "the runs of a task as a table or JSON"),
     "report": ("report", "write the static HTML report of a task's runs"),
     "prune": ("prune", "remove old finished runs, with an audit log"),
-    "serve": ("serve", "serve runs to remote callers"),
+    "serve": ("serve", "run commands for workers on other hosts (MCP over HTTP, with a token)"),
 }
 _COMMANDS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "commands")
 _CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

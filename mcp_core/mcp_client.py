@@ -50,6 +50,18 @@ class ToolInvocationError(Exception):
         self.stack = stack
 
 
+def first_instance(exc: BaseException, kind: type[E]) -> E | None:
+    """``exc`` if it is a ``kind``, else the first ``kind`` a group holds (depth first)."""
+    if isinstance(exc, kind):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = first_instance(inner, kind)
+            if found is not None:
+                return found
+    return None
+
+
 def tool_error_in(exc: BaseException) -> ToolInvocationError | None:
     """The ToolInvocationError ``exc`` is or holds (the first, depth first), or None.
 
@@ -57,14 +69,7 @@ def tool_error_in(exc: BaseException) -> ToolInvocationError | None:
     ``except*``: before CPython 3.11.4 an exception raised inside an ``except*``
     block comes out wrapped in an ExceptionGroup.
     """
-    if isinstance(exc, ToolInvocationError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = tool_error_in(inner)
-            if found is not None:
-                return found
-    return None
+    return first_instance(exc, ToolInvocationError)
 
 
 @dataclass(frozen=True)
@@ -428,18 +433,6 @@ def sdk_log_in(log: LogFn) -> Iterator[None]:
     finally:
         logger.removeHandler(handler)
         logger.propagate = propagate
-
-
-def first_instance(exc: BaseException, kind: type[E]) -> E | None:
-    """``exc`` if it is a ``kind``, else the first ``kind`` a group holds (depth first)."""
-    if isinstance(exc, kind):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = first_instance(inner, kind)
-            if found is not None:
-                return found
-    return None
 
 
 def unreachable_reason(exc: BaseException) -> str:
