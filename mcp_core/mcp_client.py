@@ -505,7 +505,7 @@ async def connect_http(
     if token:
         headers["Authorization"] = f"Bearer {token}"
     patient = httpx2.Timeout(HTTP_CONNECT_TIMEOUT_SECONDS, read=request_timeout + HTTP_READ_MARGIN_SECONDS).as_dict()
-    quick = httpx2.Timeout(HTTP_QUICK_SECONDS, connect=HTTP_CONNECT_TIMEOUT_SECONDS).as_dict()
+    quick = httpx2.Timeout(HTTP_QUICK_SECONDS).as_dict()
 
     async def set_timeout(request: Any) -> None:
         waits = awaits_answer(request.method, request.content)

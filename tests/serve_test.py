@@ -37,6 +37,7 @@ INITIALIZE = {
 }
 # A command that leaves its pid and its child's pid in the serving root, then waits.
 WAITING = "sleep 300 & echo $! > child.pid; echo $$ > command.pid; wait"
+FAKE_CODEX = Path(__file__).resolve().parent / "fake_codex" / "codex"
 
 
 def serve_env(token: str | None) -> dict[str, str]:
@@ -68,7 +69,7 @@ class Serve:
                 self.process.wait()
 
 
-def start_serve(where: Path, *extra: str) -> Serve:
+def start_serve(where: Path, *extra: str, **env: str) -> Serve:
     root = where / "serve-root"
     root.mkdir(parents=True)
     log_path = where / "serve.log"
@@ -77,7 +78,7 @@ def start_serve(where: Path, *extra: str) -> Serve:
         process = subprocess.Popen(
             [sys.executable, "-m", "mcp_core.commands.serve", "--listen", "127.0.0.1:0", "--root", str(root), *extra],
             cwd=where,
-            env=serve_env(token),
+            env={**serve_env(token), **env},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=log,
@@ -320,6 +321,35 @@ def test_a_run_through_serve_is_recorded_like_a_local_one(tmp_path: Path, served
     calls = [line for line in served.log().splitlines() if " ran " in line]
     assert len(calls) == 2
     assert re.search(r"127\.0\.0\.1:\d+ ran 'echo hello > made-here\.txt; pwd': exit 0 \(\d+\.\d{3}s\)$", calls[0])
+
+
+@pytest.mark.slow
+def test_serve_offers_the_codex_exec_bridge_too(tmp_path: Path) -> None:
+    record = tmp_path / "codex-calls.jsonl"
+    path = f"{FAKE_CODEX.parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    server = start_serve(tmp_path, "--executor", "codex-exec", PATH=path, FAKE_CODEX_RECORD=str(record))
+    try:
+        repo = tmp_path / "repo"
+        repo.mkdir()
+        run = remote_run(repo, server, ["echo through codex > made-here.txt"])
+        assert run_worker(run, timeout=120) == 0
+    finally:
+        server.stop()
+    assert run.manifest()["status"] == "succeeded"
+    assert (server.root / "made-here.txt").read_text() == "through codex\n"
+    (call,) = [json.loads(line) for line in record.read_text().splitlines()]
+    assert call["argv"][call["argv"].index("-C") + 1] == str(server.root)
+    assert re.search(r" ran 'echo through codex > made-here\.txt': exit 0 ", server.log())
+
+
+def test_serve_with_codex_exec_needs_codex_on_path(tmp_path: Path) -> None:
+    env = {**serve_env(secrets.token_hex(16)), "PATH": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "mcp_core.commands.serve", "--executor", "codex-exec"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr == "serve --executor codex-exec needs the codex CLI on PATH.\n"
 
 
 @pytest.mark.slow
