@@ -24,6 +24,7 @@ import os
 import select
 import signal
 import subprocess
+import sys
 import time
 import traceback
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from mcp import ClientSession
+    from mcp.shared.dispatcher import ProgressFnT
 
 LogFn = Callable[[str], None]
 E = TypeVar("E", bound=BaseException)
@@ -260,6 +262,8 @@ class McpSession:
         self.tool_schema = tool_schema
         self.log = log
         self.describe_failure = describe_failure
+        # Progress messages of a call, for a server that sends a command's output that way.
+        self.on_progress: ProgressFnT | None = None
 
     def tool_arguments(self, prompt: str, approval_policy: str, repo_root: Path) -> dict[str, Any]:
         """``approval-policy`` where the advertised schema names it, else
@@ -280,7 +284,9 @@ class McpSession:
         from mcp import MCPError
 
         try:
-            result = await self.session.call_tool(name, arguments, read_timeout_seconds=timeout_seconds)
+            result = await self.session.call_tool(
+                name, arguments, read_timeout_seconds=timeout_seconds, progress_callback=self.on_progress
+            )
         except MCPError as exc:
             raise ToolInvocationError(self.describe_failure(_mcp_error_text(exc)), traceback.format_exc()) from exc
         except Exception as exc:  # protocol errors, validation errors, a closed stream
@@ -479,6 +485,15 @@ class HttpRefusals:
         return f"{reason}: the server at {self.url} answered HTTP {status}{phrase}{hint}"
 
 
+async def write_output(progress: float, total: float | None, message: str | None) -> None:
+    """A command's output, forwarded by ``mcp-runner serve``: onto our stderr
+    (runner.log), as a local server's stderr would have it."""
+    if message:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write(message)
+            sys.stderr.flush()
+
+
 @contextlib.asynccontextmanager
 async def connect_http(
     url: str,
@@ -530,6 +545,7 @@ async def connect_http(
                     describe_failure=refusals.describe,
                 ) as session,
             ):
+                session.on_progress = write_output
                 yield session
     except (httpx2.TransportError, BaseExceptionGroup) as exc:
         # Not ``except*``: before CPython 3.11.4 what it raises comes out wrapped in a group.

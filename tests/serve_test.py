@@ -317,6 +317,10 @@ def test_a_run_through_serve_is_recorded_like_a_local_one(tmp_path: Path, served
     # The token is nowhere in the record, runner.log included.
     assert files_holding(remote_repo, served.token) == []
     assert f"talking to the MCP server at {served.url}" in remote.log_text()
+    # The commands' output reaches runner.log as a local server's stderr does.
+    for output in (f"{served.root}\n", "a\nb"):
+        assert output in local.log_text().replace(str(local_repo), str(served.root))
+        assert output in remote.log_text()
     # One line per call on serve's stderr: who, command, exit, duration.
     calls = [line for line in served.log().splitlines() if " ran " in line]
     assert len(calls) == 2

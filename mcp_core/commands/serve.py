@@ -4,10 +4,11 @@ other hosts, over MCP's streamable HTTP at ``/mcp``, behind a bearer token.
 The tool is the bundled servers' own ``codex`` tool (``mcp_core.servers``): the
 same implementation the worker spawns locally, with three differences. Every
 command runs in ``--root`` whatever ``cwd`` the call names; the command's
-output is not echoed (this process's stderr is the operator's log: one line
-per call); and the deadline comes from the caller's request timeout, sent in
-the ``Mcp-Runner-Request-Timeout`` header, so a remote timeout ends as a local
-one does (exit 124, the command's process group killed).
+output goes to the caller as progress messages of its call (this process's
+stderr is the operator's log: one line per call); and the deadline comes from
+the caller's request timeout, sent in the ``Mcp-Runner-Request-Timeout``
+header, so a remote timeout ends as a local one does (exit 124, the command's
+process group killed). A caller whose connection drops has its command killed.
 
 Authentication is the SDK's bearer middleware with one shared token
 (``MCP_RUNNER_SERVE_TOKEN``, compared in constant time): every request without
@@ -52,6 +53,8 @@ MAX_REQUEST_BODY_BYTES = 1024 * 1024  # a prompt is one command; a megabyte is p
 MAX_SESSIONS = 64  # one per run talking to this host at once
 GRACEFUL_SHUTDOWN_SECONDS = 5
 LOGGED_COMMAND_CHARS = 200
+FORWARD_BUFFER_BYTES = 256 * 1024  # output not yet taken by a slow caller
+FORWARD_FLUSH_SECONDS = 2.0
 
 USAGE = f"""\
 Usage: mcp-runner serve [--listen HOST:PORT] [--root DIR] [--executor local|codex-exec]
@@ -92,6 +95,8 @@ class Caller:
     gone: Any = None  # an anyio.Event set when the caller disconnects
 
 
+# The MCP request being handled (for progress messages), set by ``remember_request``.
+REQUEST: contextvars.ContextVar[Any] = contextvars.ContextVar("request", default=None)
 # Set per HTTP request; the SDK runs each message's handler in its sender's context.
 CALLER: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("caller", default=None)
 UNKNOWN_CALLER = Caller("?", None)
@@ -170,7 +175,7 @@ def endpoint_url(sock: socket.socket) -> str:
 
 # -- the tool ----------------------------------------------------------------
 
-Runner = Callable[[str, "str | None", common.Deadline], Awaitable[str]]
+Runner = Callable[[str, "str | None", common.Deadline, common.Echo], Awaitable[str]]
 
 
 def executor_runner(executor: str, root: Path) -> Runner:
@@ -178,18 +183,84 @@ def executor_runner(executor: str, root: Path) -> Runner:
     if executor == "codex-exec":
         from mcp_core.servers import codex_exec
 
-        async def run_codex(prompt: str, approval_policy: str | None, deadline: common.Deadline) -> str:
+        async def run_codex(
+            prompt: str, approval_policy: str | None, deadline: common.Deadline, echo: common.Echo
+        ) -> str:
             return await codex_exec.run_codex_exec(
-                prompt, approval_policy, str(root), env=os.environ, deadline=deadline, echo_fd=None
+                prompt, approval_policy, str(root), env=os.environ, deadline=deadline, echo=echo
             )
 
         return run_codex
     from mcp_core.servers import local
 
-    async def run_local(prompt: str, approval_policy: str | None, deadline: common.Deadline) -> str:
-        return await local.run_prompt(prompt, cwd=str(root), deadline=deadline, echo_fd=None)
+    async def run_local(prompt: str, approval_policy: str | None, deadline: common.Deadline, echo: common.Echo) -> str:
+        return await local.run_prompt(prompt, cwd=str(root), deadline=deadline, echo=echo)
 
     return run_local
+
+
+class OutputForwarder:
+    """A command's output, sent to the caller as it comes as progress messages
+    of its call (the worker writes them to runner.log, as a local server's
+    stderr would be). What the caller is too slow to take is dropped beyond
+    ``FORWARD_BUFFER_BYTES``, and said so."""
+
+    def __init__(self, request: Any) -> None:
+        import codecs
+
+        import anyio
+
+        self.request = request
+        self.pending = bytearray()
+        self.dropped = 0
+        self.sent = 0
+        self.ready = anyio.Event()
+        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def add(self, chunk: bytes) -> None:
+        self.pending.extend(chunk)
+        if len(self.pending) > FORWARD_BUFFER_BYTES:
+            self.dropped += len(self.pending) - FORWARD_BUFFER_BYTES
+            del self.pending[:-FORWARD_BUFFER_BYTES]
+        self.ready.set()
+
+    async def send_pending(self, final: bool = False) -> None:
+        text = self.decoder.decode(bytes(self.pending), final=final)
+        self.pending.clear()
+        if self.dropped:
+            text = f"\n[{self.dropped} bytes of output not forwarded]\n{text}"
+            self.dropped = 0
+        if text:
+            self.sent += 1
+            await self.request.session.report_progress(self.sent, None, text)
+
+    async def run(self) -> None:
+        import anyio
+
+        while True:
+            await self.ready.wait()
+            self.ready = anyio.Event()
+            await self.send_pending()
+
+
+async def forwarding_output(run: Runner, prompt: str, approval_policy: str | None, deadline: common.Deadline) -> str:
+    """``run`` with the command's output forwarded to the caller, all of it
+    sent before the answer (when the caller asked for progress)."""
+    import anyio
+
+    request = REQUEST.get()
+    if request is None:
+        return await run(prompt, approval_policy, deadline, None)
+    forwarder = OutputForwarder(request)
+    async with anyio.create_task_group() as group:
+        group.start_soon(forwarder.run)
+        try:
+            answer = await run(prompt, approval_policy, deadline, forwarder.add)
+        finally:
+            group.cancel_scope.cancel()
+            with anyio.move_on_after(FORWARD_FLUSH_SECONDS, shield=True):
+                await forwarder.send_pending(final=True)
+    return answer
 
 
 def shown_command(prompt: str) -> str:
@@ -242,9 +313,8 @@ def logged_tool(run: Runner) -> common.ToolHandler:
         started = time.monotonic()
         outcome = "cancelled; its process group was killed"
         try:
-            answer = await unless_caller_leaves(
-                caller, run(prompt, approval_policy, common.deadline_for(caller.request_timeout))
-            )
+            deadline = common.deadline_for(caller.request_timeout)
+            answer = await unless_caller_leaves(caller, forwarding_output(run, prompt, approval_policy, deadline))
             outcome = f"exit {exit_code_of(answer)}"
             return answer
         except Exception as exc:
@@ -257,6 +327,12 @@ def logged_tool(run: Runner) -> common.ToolHandler:
 
 
 # -- the HTTP application ----------------------------------------------------
+
+
+async def remember_request(ctx: Any, call_next: Any) -> Any:
+    """SDK middleware: make the MCP request being handled known to the tool."""
+    REQUEST.set(ctx)
+    return await call_next(ctx)
 
 
 class SharedTokenVerifier:
@@ -328,6 +404,7 @@ def build_app(options: ServeOptions, url: str) -> Starlette:
         # No OAuth here: the issuer is named only because the settings need one.
         auth=AuthSettings(issuer_url=AnyHttpUrl(url), resource_server_url=None),
         token_verifier=SharedTokenVerifier(options.token),
+        middleware=[remember_request],
     )
     common.register_codex_tool(server, logged_tool(executor_runner(options.executor, options.root)))
     app = server.streamable_http_app(

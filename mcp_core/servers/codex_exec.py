@@ -145,10 +145,10 @@ async def run_codex_exec(
     *,
     env: Mapping[str, str],
     deadline: common.Deadline,
-    echo_fd: int | None = 2,
+    echo: common.Echo = 2,
 ) -> str:
     """One ``codex exec`` run for one tool call; its final message, or a ToolError.
-    Codex's output goes to ``echo_fd`` as it comes (None: not shown)."""
+    Codex's output goes to ``echo`` as it comes (None: not shown)."""
     codex = shutil.which("codex", path=env.get("PATH"))
     if codex is None:
         raise ToolError("codex CLI not found in PATH; the codex-exec server needs the Codex CLI.")
@@ -176,7 +176,7 @@ async def run_codex_exec(
         shown = shlex.join(argv[:-1]) + " <prompt>"
         print(f"{LOG_PREFIX} {shown}", file=sys.stderr, flush=True)
         try:
-            outcome = await common.run_command(argv, cwd=root, env=env, deadline=deadline, echo_fd=echo_fd)
+            outcome = await common.run_command(argv, cwd=root, env=env, deadline=deadline, echo=echo)
         except OSError as exc:
             raise ToolError(f"Could not start codex exec ({codex}): {exc}") from exc
         except BaseException:  # cancelled: run_command has killed the group

@@ -18,7 +18,7 @@ import subprocess
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 
 from mcp_core.jsfmt import dumps_compact
 
@@ -65,6 +65,8 @@ ACTIVE_GROUPS: set[int] = set()
 _SPAWN_STATE = {"spawning": 0, "terminating": 0}
 
 ToolHandler = Callable[[str, "str | None", "str | None"], Awaitable[str]]
+# Where a command's output goes as it comes: a file descriptor, a function, or nowhere.
+Echo: TypeAlias = int | Callable[[bytes], None] | None
 
 
 def register_codex_tool(server: MCPServer[Any], handler: ToolHandler) -> None:
@@ -169,10 +171,10 @@ async def run_command(
     cwd: str,
     env: Mapping[str, str],
     deadline: Deadline,
-    echo_fd: int | None = 2,
+    echo: Echo = 2,
 ) -> CommandOutcome:
     """Run ``argv`` in a new session (its own process group), stdin from
-    /dev/null, its stdout and stderr copied to ``echo_fd`` as they come.
+    /dev/null, its stdout and stderr copied to ``echo`` as they come.
 
     The command has ended when its own process has exited, whoever still holds
     the output pipe: then whatever it left in its group is killed, so are the
@@ -222,8 +224,10 @@ async def run_command(
     output_closed = loop.create_future()
 
     def keep(chunk: bytes) -> None:
-        if echo_fd is not None:
-            _write_all(echo_fd, chunk)
+        if callable(echo):
+            echo(chunk)
+        elif echo is not None:
+            _write_all(echo, chunk)
         tail.extend(chunk)
         if len(tail) > 2 * OUTPUT_TAIL_BYTES:
             del tail[:-OUTPUT_TAIL_BYTES]

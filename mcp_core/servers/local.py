@@ -20,15 +20,15 @@ from mcp_core import process
 from mcp_core.servers import common
 
 
-async def run_prompt(prompt: str, *, cwd: str, deadline: common.Deadline, echo_fd: int | None = 2) -> str:
+async def run_prompt(prompt: str, *, cwd: str, deadline: common.Deadline, echo: common.Echo = 2) -> str:
     """Run the prompt's command with ``bash -c`` in ``cwd``; the answer text.
-    ``echo_fd`` gets the command's output as it comes (None: kept only for the summary)."""
+    ``echo`` gets the command's output as it comes (None: kept only for the summary)."""
     command = common.command_from_prompt(prompt)
     if command is None:
         raise ToolError(f"The prompt has no line starting with {common.COMMAND_MARKER.strip()!r}.")
     try:
         outcome = await common.run_command(
-            ["bash", "-c", command], cwd=cwd, env=os.environ, deadline=deadline, echo_fd=echo_fd
+            ["bash", "-c", command], cwd=cwd, env=os.environ, deadline=deadline, echo=echo
         )
     except OSError as exc:
         raise ToolError(f"Could not start bash: {exc}") from exc
