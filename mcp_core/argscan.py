@@ -1,10 +1,14 @@
 """Strict left-to-right argument scanning, with the options read from a usage text.
 
-The options come from each command's docopt usage text (``docopt.parse_options``),
-so the help a person reads and the flags accepted cannot drift apart. The scan
-itself is ours, because callers depend on the old runner's exact rules, which
-docopt does not follow (it accepts ``--flag=value`` and abbreviations, and
-docopt-ng even guesses at misspelled options):
+The options come from each command's usage text, written in docopt's language
+(an ``Options:`` section of ``-f, --flag VALUE  description`` lines), so the help
+a person reads and the flags accepted cannot drift apart. The usage text is read
+here, by docopt's rules for option lines, without importing docopt: poll parses
+its options at every call, and docopt (with re and typing) costs more than the
+rest of poll's start-up (BENCHMARKS.md). The scan itself is ours too, because
+callers depend on the old runner's exact rules, which docopt does not follow (it
+accepts ``--flag=value`` and abbreviations, and docopt-ng even guesses at
+misspelled options):
 
 - left to right, the first bad argument wins;
 - a flag's value is simply the next argument, even one starting with ``--``;
@@ -15,24 +19,45 @@ docopt-ng even guesses at misspelled options):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
-from typing import NamedTuple
-
-from docopt import parse_docstring_sections, parse_options
 
 from mcp_core.errors import UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # poll imports this module: no typing, collections or docopt at its start
+    from collections.abc import Callable, Iterable
 
 HELP = "help"
 
 
-# No dataclasses here: importing the module costs ~15-20 ms on every command's start.
-class Messages(NamedTuple):
+def _requires_a_value(flag: str) -> str:
+    return f"{flag} requires a value"
+
+
+def _requires_a_number(flag: str) -> str:
+    return f"{flag} requires a numeric value"
+
+
+def _must_be_positive(flag: str) -> str:
+    return f"{flag} must be a positive number"
+
+
+# A plain class: importing dataclasses costs ~15-20 ms, typing (NamedTuple) ~3 ms.
+class Messages:
     """The exact error lines of one command."""
 
-    unknown: Callable[[str], str]
-    missing: Callable[[str], str] = lambda flag: f"{flag} requires a value"
-    not_numeric: Callable[[str], str] = lambda flag: f"{flag} requires a numeric value"
-    not_positive: Callable[[str], str] = lambda flag: f"{flag} must be a positive number"
+    __slots__ = ("unknown", "missing", "not_numeric", "not_positive")
+
+    def __init__(
+        self,
+        unknown: Callable[[str], str],
+        missing: Callable[[str], str] = _requires_a_value,
+        not_numeric: Callable[[str], str] = _requires_a_number,
+        not_positive: Callable[[str], str] = _must_be_positive,
+    ) -> None:
+        self.unknown = unknown
+        self.missing = missing
+        self.not_numeric = not_numeric
+        self.not_positive = not_positive
 
 
 class Parsed:
@@ -69,14 +94,38 @@ class Parsed:
 
 
 def options_of(usage: str) -> dict[str, int]:
-    """``{'--flag': argcount}`` for every option the usage text describes."""
-    sections = parse_docstring_sections(usage)
+    """``{'--flag': argcount}`` for every option the usage text describes.
+
+    As ``docopt.parse_options`` reads the text after the usage section: a line
+    whose first non-blank characters are ``-`` and a non-space (possibly after an
+    ``Options:`` heading on the same line) describes an option; its names and
+    argument come before the first double space, separated by spaces, commas or
+    ``=``, and any word not starting with ``-`` there means the option takes a value.
+    """
     table: dict[str, int] = {}
-    for option in parse_options(sections.after_usage):
-        for name in (option.short, option.longer):
-            if name:
-                table[name] = option.argcount
+    for line in _after_usage_section(usage):
+        text = line.lstrip(" \t")
+        heading = text.lower().find("options:")
+        if heading >= 0 and not text.startswith("-"):
+            text = text[heading + len("options:"):].lstrip(" \t")
+        if len(text) < 2 or text[0] != "-" or text[1].isspace():
+            continue
+        words = text.split("  ", 1)[0].replace(",", " ").replace("=", " ").split()
+        argcount = 0 if all(word.startswith("-") for word in words) else 1
+        for word in words:
+            if word.startswith("-"):
+                table[word] = argcount
     return table
+
+
+def _after_usage_section(usage: str) -> list[str]:
+    """The lines after the ``Usage:`` line and its indented continuation lines."""
+    lines = usage.splitlines()
+    position = next((n for n, line in enumerate(lines) if "usage:" in line.lower()), len(lines))
+    position += 1
+    while position < len(lines) and lines[position][:1] in (" ", "\t"):
+        position += 1
+    return lines[position:]
 
 
 def finite_number(value: str) -> float | None:

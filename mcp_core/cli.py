@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "start": ("start", "start a run; returns at once while a detached worker runs it"),
     "resume": ("resume", "resume a run whose worker has died: resume <run-id> [options]"),
     "cancel": ("cancel", "cancel a run"),
-    "poll": ("poll_fast", "show a run's status: poll <run-id> [--watch] [--format text|json]"),
+    "poll": ("poll", "show a run's status: poll <run-id> [--watch] [--format text|json]"),
     "diagnostics": ("diagnostics", "start the default commands and watch the run"),
     "metrics": ("metrics", "write the metrics summary"),
     "migrate": ("migrate", "move legacy .runs/local-mcp/ runs into the task's runs root"),
@@ -74,8 +74,25 @@ def _missing_dependency(exc: ModuleNotFoundError) -> str | None:
     return None if not name or name.split(".")[0] == "mcp_core" else name
 
 
+# pyproject.toml's dependencies, by the names they are imported under.
+DEPENDENCIES = ("docopt", "jsonlines", "dateutil", "tabulate", "mcp")
+
+
+def _first_missing(names: tuple[str, ...]) -> str | None:
+    """The first of ``names`` that no import finder can find (nothing is imported:
+    the commands import their dependencies only where they use them, poll none)."""
+    for name in names:
+        if not any(finder.find_spec(name, None) for finder in sys.meta_path if hasattr(finder, "find_spec")):
+            return name
+    return None
+
+
 def run(name: str, argv: list[str]) -> int:
     """Run one command as its wrapper would; a missing dependency is one line, exit 1."""
+    missing = _first_missing(DEPENDENCIES)
+    if missing is not None:
+        print(setup_hint(missing), file=sys.stderr)
+        return 1
     try:
         module = __import__(f"mcp_core.commands.{COMMANDS[name][0]}", fromlist=["main"])
         return int(module.main(argv))
@@ -131,9 +148,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         first, rest = "resume", ["--run-id", rest[1], *rest[2:]]
     if not os.environ.get("MCP_RUNNER_REPO_ROOT"):
-        from mcp_core.paths import repo_root_of
+        from mcp_core.paths import git_top_level
 
-        os.environ["MCP_RUNNER_REPO_ROOT"] = str(repo_root_of(os.getcwd()))
+        os.environ["MCP_RUNNER_REPO_ROOT"] = git_top_level(os.getcwd())
     return run(first, rest)
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
-
 from mcp_core.jsfmt import parse_timestamp_ms
 from mcp_core.manifest import HEARTBEAT_INTERVAL_SECONDS, HEARTBEAT_STALE_AFTER_SECONDS
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _positive_number(value: object, default: float) -> float:
@@ -48,5 +49,11 @@ def heartbeat_state(manifest: dict[str, Any], now_ms: float) -> dict[str, Any]:
 
 
 def to_fixed_1(value: float) -> str:
-    """JavaScript's ``value.toFixed(1)``: half up on the exact binary value (12.25 -> 12.3)."""
-    return str(Decimal(value).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
+    """JavaScript's ``value.toFixed(1)``: half up on the exact binary value (12.25 -> 12.3).
+
+    In integers on the value's exact ratio (not decimal, an import poll does without).
+    """
+    numerator, denominator = abs(value).as_integer_ratio()
+    tenths = (20 * numerator + denominator) // (2 * denominator)
+    sign = "-" if value < 0 else ""  # as JavaScript: (-0.04).toFixed(1) is "-0.0", (-0).toFixed(1) "0.0"
+    return f"{sign}{tenths // 10}.{tenths % 10}"

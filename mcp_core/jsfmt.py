@@ -4,20 +4,46 @@
 (``0`` not ``0.0``, ``1e-7`` not ``1e-07``, no exponent below 1e21, NaN as
 ``null``) and in escaping lone surrogates; ``Date.toISOString()`` always has
 three truncated fractional digits.
+
+Imported by poll, which callers run in loops: only C modules at the top (no
+json, re, datetime or typing: see BENCHMARKS.md); the rarer paths import what
+they need where they need it.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import math
-import re
 import time
-from typing import Any
+from _json import encode_basestring as _encode_string
 
-_encode_string = json.encoder.encode_basestring  # type: ignore[attr-defined]
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import datetime as dt
+    from collections.abc import Callable
+    from typing import Any
+
 _MAX_SAFE_INT = 2**53
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def replace_lone_surrogates(text: str, replace: Callable[[str], str]) -> str:
+    """``text`` with each lone surrogate (U+D800-U+DFFF) replaced by ``replace(it)``."""
+    if not _has_lone_surrogate(text):
+        return text
+    return "".join(replace(ch) if "\ud800" <= ch <= "\udfff" else ch for ch in text)
+
+
+def _escape_surrogate(ch: str) -> str:
+    return f"\\u{ord(ch):04x}"
 
 
 def js_number(value: float) -> str:
@@ -50,11 +76,8 @@ def js_number(value: float) -> str:
 
 
 def _string(value: str) -> str:
-    text: str = _encode_string(value)
     # encode_basestring keeps non-ASCII as it is: an ASCII result has no surrogate
-    if not text.isascii() and _LONE_SURROGATE.search(text):
-        text = _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-    return text
+    return replace_lone_surrogates(_encode_string(value), _escape_surrogate)
 
 
 def _scalar(value: Any) -> str:
@@ -92,7 +115,7 @@ def _item(item: Any, indent: str | None, level: int, out: list[str]) -> None:
     kind = type(item)
     if kind is str:
         text = _encode_string(item)
-        out.append(text if text.isascii() or not _LONE_SURROGATE.search(text) else _string(item))
+        out.append(text if not _has_lone_surrogate(text) else _string(item))
     elif item is None:
         out.append("null")
     elif kind is bool:
@@ -174,11 +197,12 @@ def dumps_pretty(value: Any) -> str:
 def iso_from_ms(epoch_ms: int) -> str:
     """``new Date(epoch_ms).toISOString()``."""
     seconds, millis = divmod(int(epoch_ms), 1000)
-    moment = dt.datetime.fromtimestamp(seconds, dt.UTC)
-    # Not strftime: glibc's %Y does not pad years before 1000 to four digits.
+    # gmtime, not datetime (an import poll does without); not strftime: glibc's %Y
+    # does not pad years before 1000 to four digits.
+    t = time.gmtime(seconds)
     return (
-        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T"
-        f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}.{millis:03d}Z"
+        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T"
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{millis:03d}Z"
     )
 
 
@@ -197,10 +221,8 @@ def stamp(iso: str) -> str:
 
 # The old runner's legacy directories and early manifests used stamps as
 # timestamps: 2025-10-18T13-37-27Z, 2025-10-18T16-21-54-804Z.
-_DASHED = re.compile(
-    r"^(\d{4}-\d{2}-\d{2})T(\d{2})-(\d{2})-(\d{2})(?:-(\d{1,6}))?(Z|[+-]\d{2}:?\d{2})?$"
-)
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_DASHED = r"^(\d{4}-\d{2}-\d{2})T(\d{2})-(\d{2})-(\d{2})(?:-(\d{1,6}))?(Z|[+-]\d{2}:?\d{2})?$"
+_MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
 def parse_timestamp_ms(value: object) -> float | None:
@@ -213,9 +235,16 @@ def parse_timestamp_ms(value: object) -> float | None:
     if not isinstance(value, str) or not value.strip():
         return None
     text = value.strip()
+    written = _runner_timestamp_ms(text)
+    if written is not None:
+        return written
+    import datetime as dt  # only for the shapes the runner does not write itself
+
     moment = _parse_iso(text)
     if moment is None:
-        dashed = _DASHED.match(text)
+        import re
+
+        dashed = re.match(_DASHED, text)
         if dashed:
             day, hh, mm, ss, frac, zone = dashed.groups()
             rebuilt = f"{day}T{hh}:{mm}:{ss}" + (f".{frac}" if frac else "") + (zone or "")
@@ -227,18 +256,51 @@ def parse_timestamp_ms(value: object) -> float | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
     try:
-        return (moment - _EPOCH) / dt.timedelta(milliseconds=1)
+        return (moment - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) / dt.timedelta(milliseconds=1)
     except (OverflowError, ValueError):
         return None
 
 
+def _runner_timestamp_ms(text: str) -> float | None:
+    """The value for the shape the runner writes, ``2025-10-18T18:26:16.689Z``, by
+    arithmetic (poll reads one at every call); None for any other shape or an
+    impossible date, which then go through datetime as every other shape does."""
+    if (
+        len(text) != 24
+        or text[4] != "-" or text[7] != "-" or text[10] != "T" or text[13] != ":" or text[16] != ":"
+        or text[19] != "." or text[23] != "Z"
+    ):
+        return None
+    fields = (text[0:4], text[5:7], text[8:10], text[11:13], text[14:16], text[17:19], text[20:23])
+    if not all(field.isascii() and field.isdigit() for field in fields):
+        return None
+    year, month, day, hour, minute, second, millis = (int(field) for field in fields)
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    if (
+        year < 1 or not 1 <= month <= 12 or hour > 23 or minute > 59 or second > 59
+        or not 1 <= day <= _MONTH_DAYS[month - 1] + (1 if month == 2 and leap else 0)
+    ):
+        return None
+    seconds = _days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second
+    return float(seconds * 1000 + millis)
+
+
+def _days_from_civil(year: int, month: int, day: int) -> int:
+    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm)."""
+    year -= month <= 2
+    era = year // 400
+    year_of_era = year - era * 400
+    day_of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    return era * 146097 + year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year - 719468
+
+
 def _parse_iso(text: str) -> dt.datetime | None:
+    import datetime as dt
+
     try:
         return dt.datetime.fromisoformat(text)
     except ValueError:
         return None
-
-
 def _parse_with_dateutil(text: str) -> dt.datetime | None:
     from dateutil import parser  # ~35 ms to import: only for unusual shapes
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
-
 from mcp_core import store
-from mcp_core.paths import Locations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # poll imports this module: nothing imported only for types
+    from collections.abc import Callable
+    from pathlib import Path
+    from typing import Any
+
+    from mcp_core.paths import Locations
 
 RUNNER_NAME = "mcp-runner-py"
 RUNNER_SCRIPT = "bin/mcp-runner-start"

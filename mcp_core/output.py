@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
-from typing import Any
 
 from mcp_core.errors import RunnerError
 from mcp_core.jsfmt import dumps_pretty
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # poll imports this module: nothing imported only for types
+    from collections.abc import Callable
+    from typing import Any
 
 
 def print_json(value: Any) -> None:

@@ -3,26 +3,43 @@
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Mapping
-from pathlib import Path
-from typing import NamedTuple
 
 from mcp_core.errors import RunnerError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # poll imports this module: pathlib, re and typing only where needed
+    from collections.abc import Mapping
+    from pathlib import Path
+
 DEFAULT_TASK_ID = "0001"
-_PACKAGE_CHECKOUT = Path(__file__).resolve().parent.parent
+_PACKAGE_CHECKOUT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 _RUN_ID_MAX = 200
 
 
-# A NamedTuple, not a frozen dataclass: importing dataclasses costs ~15-20 ms here
-# (it loads inspect and ast), a tenth of start's budget (BENCHMARKS.md).
-class Locations(NamedTuple):
-    repo_root: Path
-    task_id: str
-    runs_root: Path
-    legacy_root: Path
-    metrics_root: Path
+# A plain class, not a NamedTuple or a frozen dataclass: importing typing costs
+# ~3 ms and dataclasses ~15-20 ms here, and poll imports this module (BENCHMARKS.md).
+class Locations:
+    __slots__ = ("repo_root", "task_id", "runs_root", "legacy_root", "metrics_root")
+
+    def __init__(self, repo_root: Path, task_id: str, runs_root: Path, legacy_root: Path, metrics_root: Path) -> None:
+        self.repo_root = repo_root
+        self.task_id = task_id
+        self.runs_root = runs_root
+        self.legacy_root = legacy_root
+        self.metrics_root = metrics_root
+
+    def _fields(self) -> tuple[Path, str, Path, Path, Path]:
+        return (self.repo_root, self.task_id, self.runs_root, self.legacy_root, self.metrics_root)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Locations) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        names = ", ".join(f"{name}={value!r}" for name, value in zip(self.__slots__, self._fields(), strict=True))
+        return f"Locations({names})"
 
     @property
     def migrations_dir(self) -> Path:
@@ -47,31 +64,49 @@ class Locations(NamedTuple):
         return relative_to_root(self.repo_root, path)
 
 
-def _from_env(env: dict[str, str], name: str) -> str | None:
+def _from_env(env: Mapping[str, str], name: str) -> str | None:
     value = env.get(name)
     return value if value else None
 
 
-def locate(env: dict[str, str] | None = None, cwd: Path | None = None) -> Locations:
-    """Resolve every root from the environment (CONTRACT section 2)."""
-    env = dict(os.environ) if env is None else env
-    cwd = Path.cwd() if cwd is None else cwd
+def find_roots(env: Mapping[str, str] | None = None, cwd: str | None = None) -> tuple[str, str, str, str, str]:
+    """``(repo root, task id, runs root, legacy root, metrics root)``, the roots as
+    absolute paths in strings (CONTRACT section 2). What ``locate`` returns as
+    Paths; poll uses it as it is, without importing pathlib."""
+    env = os.environ if env is None else env
+    cwd = os.getcwd() if cwd is None else cwd
 
-    def resolve(value: str) -> Path:
-        return Path(os.path.abspath(cwd / value))
+    def resolve(value: str) -> str:
+        return os.path.abspath(os.path.join(cwd, value))
 
     root_value = _from_env(env, "MCP_RUNNER_REPO_ROOT")
-    repo_root = resolve(root_value) if root_value else default_repo_root(env, cwd)
+    repo_root = resolve(root_value) if root_value else _default_repo_root(env, cwd)
     task_id = _from_env(env, "MCP_RUNNER_TASK_ID") or DEFAULT_TASK_ID
     runs_value = _from_env(env, "MCP_RUNNER_TASK_RUNS_ROOT")
     legacy_value = _from_env(env, "MCP_RUNNER_LEGACY_ROOT")
     metrics_value = _from_env(env, "MCP_RUNNER_METRICS_ROOT")
+    return (
+        repo_root,
+        task_id,
+        resolve(runs_value) if runs_value else os.path.join(repo_root, ".runs", task_id, "mcp"),
+        resolve(legacy_value) if legacy_value else os.path.join(repo_root, ".runs", "local-mcp"),
+        resolve(metrics_value) if metrics_value else os.path.join(repo_root, ".runs", task_id),
+    )
+
+
+def locate(env: Mapping[str, str] | None = None, cwd: Path | str | None = None) -> Locations:
+    """Resolve every root from the environment (CONTRACT section 2)."""
+    from pathlib import Path
+
+    repo_root, task_id, runs_root, legacy_root, metrics_root = find_roots(
+        env, None if cwd is None else os.fspath(cwd)
+    )
     return Locations(
-        repo_root=repo_root,
+        repo_root=Path(repo_root),
         task_id=task_id,
-        runs_root=resolve(runs_value) if runs_value else repo_root / ".runs" / task_id / "mcp",
-        legacy_root=resolve(legacy_value) if legacy_value else repo_root / ".runs" / "local-mcp",
-        metrics_root=resolve(metrics_value) if metrics_value else repo_root / ".runs" / task_id,
+        runs_root=Path(runs_root),
+        legacy_root=Path(legacy_root),
+        metrics_root=Path(metrics_root),
     )
 
 
@@ -79,27 +114,42 @@ def default_repo_root(env: Mapping[str, str] | None = None, cwd: Path | None = N
     """The repo root when ``MCP_RUNNER_REPO_ROOT`` is unset: the checkout the
     wrappers run from (they export it), else the checkout this package lives in
     (its bin/ scripts), else, for an installed package, ``repo_root_of(cwd)``."""
-    cwd = Path.cwd() if cwd is None else cwd
-    hinted = (os.environ if env is None else env).get("MCP_RUNNER_CHECKOUT")
+    from pathlib import Path
+
+    return Path(_default_repo_root(os.environ if env is None else env, os.getcwd() if cwd is None else os.fspath(cwd)))
+
+
+def _default_repo_root(env: Mapping[str, str], cwd: str) -> str:
+    hinted = env.get("MCP_RUNNER_CHECKOUT")
     if hinted:
-        return (cwd / hinted).resolve()
-    if (_PACKAGE_CHECKOUT / "scripts" / "_runner-python.sh").is_file():
+        return os.path.realpath(os.path.join(cwd, hinted))
+    if os.path.isfile(os.path.join(_PACKAGE_CHECKOUT, "scripts", "_runner-python.sh")):
         return _PACKAGE_CHECKOUT
-    return repo_root_of(cwd)
+    return git_top_level(cwd)
 
 
 def repo_root_of(cwd: Path | str) -> Path:
     """The git top level of ``cwd`` (the nearest folder upwards holding a ``.git``
     directory or file), else ``cwd`` itself: what ``git rev-parse --show-toplevel``
     gives, without starting git."""
-    start = Path(os.path.abspath(cwd))
-    for folder in (start, *start.parents):
+    from pathlib import Path
+
+    return Path(git_top_level(os.fspath(cwd)))
+
+
+def git_top_level(cwd: str) -> str:
+    """``repo_root_of`` as a string (without pathlib: the installed poll comes this way)."""
+    start = folder = os.path.abspath(cwd)
+    while True:
         if os.path.exists(os.path.join(folder, ".git")):
             return folder
-    return start
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return start
+        folder = parent
 
 
-def relative_to_root(repo_root: Path, path: Path | str) -> str:
+def relative_to_root(repo_root: Path | str, path: Path | str) -> str:
     """A path as stored in JSON and printed: relative to the repo root, '/'-separated."""
     return os.path.relpath(os.path.abspath(path), repo_root).replace(os.sep, "/")
 
@@ -119,11 +169,10 @@ def validate_run_id(run_id: str) -> str:
     return run_id
 
 
-_NON_ALNUM = re.compile(r"[^a-zA-Z0-9]+")
-
-
 def slugify(command: str) -> str:
-    slug = _NON_ALNUM.sub("-", command).strip("-")[:60]
+    import re
+
+    slug = re.sub(r"[^a-zA-Z0-9]+", "-", command).strip("-")[:60]
     return slug or "command"
 
 

@@ -126,3 +126,20 @@ def test_property_scan_raises_only_usage_errors(argv: list[str], positionals: in
         assert value is True or value  # no empty values
     assert len(parsed.positionals) <= positionals
 
+
+
+def test_options_are_read_as_docopt_reads_them() -> None:
+    # argscan reads the usage texts without importing docopt (poll's start-up); docopt is the reference
+    import importlib
+
+    from docopt import parse_docstring_sections, parse_options
+
+    names = ["cancel", "diagnostics", "list", "metrics", "migrate", "poll", "prune", "report", "resume", "start"]
+    usages = [USAGE] + [importlib.import_module(f"mcp_core.commands.{name}").USAGE for name in names]
+    for usage in usages:
+        expected = {}
+        for option in parse_options(parse_docstring_sections(usage).after_usage):
+            for flag in (option.short, option.longer):
+                if flag:
+                    expected[flag] = option.argcount
+        assert options_of(usage) == expected, usage.splitlines()[0]

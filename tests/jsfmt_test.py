@@ -250,3 +250,21 @@ def test_parse_timestamp_ms_non_strings_are_unknown(value: Any) -> None:
 def test_parse_timestamp_ms_never_raises(value: Any) -> None:
     result = parse_timestamp_ms(value)
     assert result is None or (isinstance(result, float) and math.isfinite(result))
+
+
+@settings(max_examples=300, deadline=None)
+@given(epoch_ms=st.integers(min_value=-62135596800000, max_value=253402300799999))
+def test_the_runners_own_timestamps_read_as_datetime_reads_them(epoch_ms: int) -> None:
+    # parse_timestamp_ms reads the shape the runner writes by arithmetic, without datetime
+    import datetime as dt
+
+    text = iso_from_ms(epoch_ms)
+    by_datetime = (dt.datetime.fromisoformat(text) - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) / dt.timedelta(
+        milliseconds=1
+    )
+    assert parse_timestamp_ms(text) == by_datetime == epoch_ms
+
+
+@pytest.mark.parametrize("text", ["2025-02-29T00:00:00.000Z", "2025-13-01T00:00:00.000Z"])
+def test_impossible_dates_in_the_runners_shape_are_unknown(text: str) -> None:
+    assert parse_timestamp_ms(text) is None

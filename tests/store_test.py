@@ -225,3 +225,20 @@ def test_many_processes_recording_metrics_at_once(repo: Path, tmp_path: Path) ->
         assert entry["guardrails_present"] is True
         assert line.startswith(f'{{"run_id":"{entry["run_id"]}","task_id":"0001",')  # compact
     assert os.stat(metrics_file).st_size == len(text.encode())
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"a": [1, 2.5, -0.0, 1e400, "é\\ud800"], "b": null}', ' \n{"a":1}\t', "[]", '"x"', "12", "NaN",
+     '{"a": 1, "a": 2}', "", "{", '{"a":1} x', "\ufeff{}", '{"a": "\x01"}', "[" * 100_000],
+)
+def test_loads_is_json_loads(text: str) -> None:
+    # store.loads calls json's C scanner directly; every outcome must be json.loads's
+    try:
+        expected: object = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        with pytest.raises(type(exc)) as caught:
+            store.loads(text)
+        assert str(caught.value) == str(exc)
+        return
+    assert json.dumps(store.loads(text)) == json.dumps(expected)

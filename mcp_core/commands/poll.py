@@ -1,29 +1,33 @@
 """poll: show a run's status, heartbeat and commands (CONTRACT section 4).
 
-Kept light on purpose: callers poll in loops, so nothing heavy is imported here
-(no MCP SDK, tabulate or jsonlines; dateutil only inside parse_timestamp_ms, for
-odd timestamp shapes).
+Callers poll in loops, so its start-up is most of its cost: this module and
+every module it imports load only C modules and each other at the top (no
+pathlib, re, json, typing, dataclasses, decimal, docopt or MCP SDK; check with
+``python -X importtime -m mcp_core.commands.poll <id>``). What the rarer paths
+need (a stale mark, odd timestamps, docopt for the options) is imported where
+it is used. BENCHMARKS.md has the figures.
 """
 
 from __future__ import annotations
 
-import re
+import os
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from mcp_core import manifest as manifest_mod
 from mcp_core import store
 from mcp_core.argscan import Messages, scan
 from mcp_core.errors import RunnerError, UsageError
 from mcp_core.heartbeat import heartbeat_state, to_fixed_1
-from mcp_core.jsfmt import dumps_compact, dumps_pretty, iso_from_ms, iso_now, now_ms
+from mcp_core.jsfmt import dumps_compact, dumps_pretty, iso_from_ms, iso_now, now_ms, replace_lone_surrogates
 from mcp_core.output import error_line, run_cli
-from mcp_core.paths import Locations, locate, validate_run_id
-from mcp_core.pointers import resolve_manifest
+from mcp_core.paths import find_roots, relative_to_root, validate_run_id
+from mcp_core.pointers import find_manifest
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 USAGE = """\
 Usage: scripts/mcp-runner-poll.sh <run-id> [--watch] [--interval N] [--format text|json]
@@ -46,15 +50,30 @@ STALE_DETAIL = "stale-heartbeat"
 POLL_SNAPSHOT_NAME = "poll.json"
 
 _MESSAGES = Messages(unknown=lambda arg: f"Unknown option for poll: {arg}")
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-@dataclass(frozen=True)
-class PollOptions:
-    run_id: str
-    watch: bool = False
-    interval: float = DEFAULT_INTERVAL_SECONDS
-    format: str = "text"
+class PollOptions:  # a plain class: importing dataclasses costs ~15-20 ms
+    __slots__ = ("run_id", "watch", "interval", "format")
+
+    def __init__(
+        self, run_id: str, watch: bool = False, interval: float = DEFAULT_INTERVAL_SECONDS, format: str = "text"
+    ) -> None:
+        self.run_id = run_id
+        self.watch = watch
+        self.interval = interval
+        self.format = format
+
+
+class Roots:
+    """The roots poll reads, as strings (``paths.find_roots``): no pathlib on poll's way."""
+
+    __slots__ = ("repo_root", "runs_root", "legacy_root")
+
+    def __init__(self) -> None:
+        self.repo_root, _, self.runs_root, self.legacy_root, _ = find_roots()
+
+    def rel(self, path: str) -> str:
+        return relative_to_root(self.repo_root, path)
 
 
 def parse_args(argv: list[str]) -> PollOptions | None:
@@ -89,9 +108,9 @@ def parse_args(argv: list[str]) -> PollOptions | None:
 # --- reading and marking -------------------------------------------------------
 
 
-def read_manifest(loc: Locations, run_id: str) -> tuple[Path, dict[str, Any]]:
+def read_manifest(loc: Roots, run_id: str) -> tuple[str, dict[str, Any]]:
     """The path poll reads for ``run_id`` and its content (an object). Raises RunnerError."""
-    path = resolve_manifest(loc, run_id)
+    path = find_manifest(loc.repo_root, loc.runs_root, loc.legacy_root, run_id)
     if path is None:
         raise RunnerError(f"Manifest for run {run_id} not found.")
     try:
@@ -115,7 +134,7 @@ def needs_stale_mark(manifest: dict[str, Any], at_ms: int) -> bool:
     )
 
 
-def mark_stale(path: Path, at_ms: int) -> dict[str, Any]:
+def mark_stale(path: str, at_ms: int) -> dict[str, Any]:
     """Set ``status_detail: stale-heartbeat`` under the manifest lock; returns what is on disk.
 
     The conditions are checked again on the manifest read under the lock: a
@@ -129,7 +148,9 @@ def mark_stale(path: Path, at_ms: int) -> dict[str, Any]:
         fresh["status_detail"] = STALE_DETAIL
         return True
 
-    return manifest_mod.save(path, change, iso_now)
+    from pathlib import Path
+
+    return manifest_mod.save(Path(path), change, iso_now)
 
 
 # --- rendering -----------------------------------------------------------------
@@ -188,7 +209,7 @@ _KEPT_ONLY_WHEN_PRESENT = ("index", "command", "status")
 
 
 def snapshot(
-    loc: Locations, manifest: dict[str, Any], path: Path, state: dict[str, Any], polled_at: str
+    loc: Roots, manifest: dict[str, Any], path: str, state: dict[str, Any], polled_at: str
 ) -> dict[str, Any]:
     """The JSON object of ``--format json`` (and of poll.json), keys in contract order."""
     result: dict[str, Any] = {}
@@ -200,7 +221,7 @@ def snapshot(
     result["completed_at"] = manifest.get("completed_at")
     result["manifest"] = loc.rel(path)
     artifact_root = manifest.get("artifact_root")
-    result["artifact_root"] = loc.rel(path.parent) if artifact_root is None else artifact_root
+    result["artifact_root"] = loc.rel(os.path.dirname(path)) if artifact_root is None else artifact_root
     result["compat_path"] = manifest.get("compat_path")
     result["polled_at"] = polled_at
     result["heartbeat"] = state
@@ -219,14 +240,18 @@ def snapshot(
 
 def _emit(text: str) -> None:
     # UTF-8 whatever the locale; a lone surrogate prints as U+FFFD, as Node prints it.
-    sys.stdout.buffer.write(_LONE_SURROGATE.sub("\ufffd", text).encode("utf-8"))
+    sys.stdout.buffer.write(replace_lone_surrogates(text, _replacement_character).encode("utf-8"))
     sys.stdout.flush()
+
+
+def _replacement_character(_: str) -> str:
+    return "\ufffd"
 
 
 # --- the command ---------------------------------------------------------------
 
 
-def poll_once(loc: Locations, options: PollOptions, warn: Callable[[str], None]) -> bool:
+def poll_once(loc: Roots, options: PollOptions, warn: Callable[[str], None]) -> bool:
     """Read, mark stale when due, print one block; returns whether the run is terminal."""
     path, manifest = read_manifest(loc, options.run_id)
     at_ms = now_ms()
@@ -240,7 +265,7 @@ def poll_once(loc: Locations, options: PollOptions, warn: Callable[[str], None])
     if options.format == "json":
         text = dumps_pretty(snapshot(loc, manifest, path, state, iso_from_ms(at_ms)))
         _emit(text)
-        target = path.resolve().parent / POLL_SNAPSHOT_NAME
+        target = os.path.join(os.path.dirname(os.path.realpath(path)), POLL_SNAPSHOT_NAME)
         try:
             store.atomic_write_text(target, text)
         except OSError as exc:
@@ -255,7 +280,7 @@ def _reason(exc: BaseException) -> str:
 
 
 def poll(
-    loc: Locations,
+    loc: Roots,
     options: PollOptions,
     *,
     sleep: Callable[[float], None] = time.sleep,
@@ -277,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(USAGE)
             sys.stdout.flush()
             return 0
-        return poll(locate(), options)
+        return poll(Roots(), options)
 
     return run_cli(body)
 
