@@ -369,6 +369,37 @@ def print_table(stats: Sequence[Stats]) -> None:
         )
 
 
+# The old Node runner's figures, measured on this machine beside this project
+# (issue 11's table; BENCHMARKS.md): seconds, or MiB for the *_rss ones.
+OLD_RUNNER: dict[str, float] = {
+    "poll": 0.190,
+    "poll_rss": 62.0,
+    "start": 10.5,
+    "start_to_finished": 0.58,
+    "per_command": 0.0024,
+    "metrics_100k": 0.651,
+    "metrics_100k_rss": 177.0,
+    "metrics_1m": 3.36,
+    "metrics_1m_rss": 1228.8,
+    "migrate_dry_10k": 1.55,
+    "migrate_10k": 14.3,
+    "worker_rss": 86.0,
+    "heartbeat_gap": 10.0,
+}
+
+
+def comparisons(value: float | None, floor: tuple[str, float] | None, old: str | None) -> str:
+    """``1.42 x python -c pass; 0.18 x the old runner (0.19)``, or "" without a value."""
+    if value is None:
+        return ""
+    parts = []
+    if floor is not None and floor[1] > 0:
+        parts.append(f"{value / floor[1]:.2f} x {floor[0]}")
+    if old is not None and OLD_RUNNER.get(old):
+        parts.append(f"{value / OLD_RUNNER[old]:.2f} x the old runner ({OLD_RUNNER[old]:g})")
+    return "; ".join(parts)
+
+
 def verdict(met: bool) -> str:
     return "met" if met else "MISSED"
 
@@ -400,12 +431,29 @@ class Report:
         if text is not None:
             print(f"  {text}")
 
-    def budget(self, what: str, measured: str, limit: str, met: bool) -> None:
-        self.data["budgets"].append({"what": what, "measured": measured, "budget": limit, "met": met})
-        if self.args.smoke:
-            print(f"  {what}: {measured} (budget {limit}; smoke size, not judged)")
-        else:
-            print(f"  {what}: {measured} (budget {limit}: {verdict(met)})")
+    def budget(
+        self,
+        what: str,
+        measured: str,
+        limit: str,
+        met: bool,
+        *,
+        value: float | None = None,
+        floor: tuple[str, float] | None = None,
+        old: str | None = None,
+    ) -> None:
+        """One budget, met or missed. With ``value`` (in the unit of OLD_RUNNER's
+        figures), it is also given as a ratio to ``floor`` (``(name, value)``: the
+        bare interpreter, bash, the budget's own limit) and to the old runner's
+        recorded figure ``OLD_RUNNER[old]``."""
+        ratios = comparisons(value, floor, old)
+        self.data["budgets"].append(
+            {"what": what, "measured": measured, "budget": limit, "met": met, "ratios": ratios}
+        )
+        judged = "smoke size, not judged" if self.args.smoke else verdict(met)
+        print(f"  {what}: {measured} (budget {limit}: {judged})")
+        if ratios:
+            print(f"    {ratios}")
 
     def finish(self) -> None:
         self.data["load_after"] = load()

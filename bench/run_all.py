@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
     info = common.machine()
     print(f"machine: {info['nproc']} cores, {info['cpu']}, Python {info['python']}, kernel {info['kernel']}")
-    print(f"load average: {common.load()}")
+    load_before = common.load()
+    print(f"load average before: {load_before} (/proc/loadavg: 1, 5 and 15 minutes)")
     results: list[dict[str, Any]] = []
     failed: list[str] = []
     with tempfile.TemporaryDirectory(prefix="mcp-bench-all-") as scratch:
@@ -60,8 +61,13 @@ def main(argv: list[str] | None = None) -> int:
             mark = "-" if args.smoke else ("met" if budget["met"] else "MISSED")
             what = f"{result['benchmark']:16} {budget['what']}"
             print(f"  {what}: {budget['measured']} (budget {budget['budget']}) {mark}")
+            if budget.get("ratios"):
+                print(f"  {'':16} {budget['ratios']}")
+    load_after = common.load()
+    print(f"load average before: {load_before}, after: {load_after}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": info, "results": results}, indent=2) + "\n")
+        figures = {"machine": info, "load_before": load_before, "load_after": load_after, "results": results}
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
     if failed:
         print(f"failed: {', '.join(failed)}")
         return 1
