@@ -84,7 +84,8 @@ class RunView:
     started_at: str | None
     completed_at: str | None
     duration_seconds: float | None
-    heartbeat_age_seconds: float | None
+    heartbeat_age_seconds: float | None  # None once the run has ended: its heartbeat no longer says anything
+    ended_ago_seconds: float | None  # from completed_at, for a run that has ended
     summary: str  # first line of the run's summary, else of the failing command's
 
 
@@ -221,13 +222,18 @@ def read_task_runs(loc: Locations, progress: ProgressCallback | None = None) -> 
     return read_runs(loc.runs_root, progress)
 
 
-def _first_line(value: object) -> str:
+def first_line(value: object) -> str:
     if not isinstance(value, str):
         return ""
     for line in value.splitlines():
         if line.strip():
             return line.strip()
     return ""
+
+
+def _seconds_since(timestamp: object, now_ms: float) -> float | None:
+    moment = parse_timestamp_ms(timestamp)
+    return None if moment is None else max(0.0, (now_ms - moment) / 1000)
 
 
 def view(record: RunRecord, now_ms: float) -> RunView:
@@ -237,9 +243,9 @@ def view(record: RunRecord, now_ms: float) -> RunView:
     passed = sum(1 for c in commands if c.get("status") == "succeeded")
     failed = sum(1 for c in commands if c.get("status") == "failed")
     beat = heartbeat_state(manifest, now_ms)
-    summary = _first_line(manifest.get("summary"))
+    summary = first_line(manifest.get("summary"))
     if not summary:
-        summary = next((_first_line(c.get("summary")) for c in commands if c.get("status") == "failed"), "")
+        summary = next((first_line(c.get("summary")) for c in commands if c.get("status") == "failed"), "")
     detail = manifest.get("status_detail")
     started_at = manifest.get("started_at")
     completed_at = manifest.get("completed_at")
@@ -254,7 +260,8 @@ def view(record: RunRecord, now_ms: float) -> RunView:
         started_at=started_at if isinstance(started_at, str) else None,
         completed_at=completed_at if isinstance(completed_at, str) else None,
         duration_seconds=duration_seconds(started_at, completed_at) if record.terminal else None,
-        heartbeat_age_seconds=beat["age_seconds"],
+        heartbeat_age_seconds=None if record.terminal else beat["age_seconds"],
+        ended_ago_seconds=_seconds_since(completed_at, now_ms) if record.terminal else None,
         summary=summary,
     )
 

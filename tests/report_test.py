@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
+import shutil
+import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -16,7 +19,7 @@ from gen_runs import generate
 from mcp_core import report
 from mcp_core.jsfmt import now_ms
 from mcp_core.paths import locate
-from mcp_core.runs_index import RunRecord, RunView, read_task_runs
+from mcp_core.runs_index import RunView, read_task_runs, run_id_ms
 
 
 class Page(HTMLParser):
@@ -46,6 +49,8 @@ class Page(HTMLParser):
             self._row = {"id": attributes["id"], "cells": [], "hrefs": []}
         if tag == "td" and self._row is not None:
             self._cell = []
+        if self._cell is not None and tag in ("div", "br", "li", "ol", "span"):
+            self._cell.append(" ")  # what a browser shows apart stays apart in the cell's text
         if tag == "style":
             self._in_style = True
 
@@ -107,7 +112,7 @@ def test_fixture_report(fixture_repo: Path) -> None:
     page = parse(text)
     assert_self_contained(text, page)
     assert_links_resolve(page, path)
-    assert [row["cells"][0] for row in page.rows] == [  # type: ignore[index]
+    assert [run_id(row) for row in page.rows] == [
         "2025-10-19T06-54-01-535Z-diagnostics",
         "2025-10-19T06-30-08-316Z-55446",
         "2025-10-18T18-31-38-655Z-41397",
@@ -116,7 +121,10 @@ def test_fixture_report(fixture_repo: Path) -> None:
         "demo-legacy",
     ]
     succeeded = page.rows[4]
-    assert succeeded["cells"][1:5] == ["succeeded", "4/4", "2025-10-18T18:26:16.689Z", "53.7s"]  # type: ignore[index]
+    assert succeeded["cells"][1] == "succeeded"  # type: ignore[index]
+    assert succeeded["cells"][2].startswith("4/4 passed succeeded npm run build exit 0")  # type: ignore[index]
+    # Started; ended the same day, with the duration; no heartbeat age for a run that has ended.
+    assert succeeded["cells"][3] == "2025-10-18 18:26:16 ended 18:27:10 (53.7s)"  # type: ignore[index]
     assert succeeded["hrefs"] == [  # type: ignore[index]
         "mcp/2025-10-18T18-26-16-688Z-39463/manifest.json",
         "mcp/2025-10-18T18-26-16-688Z-39463/runner.log",
@@ -136,7 +144,8 @@ def test_fixture_report(fixture_repo: Path) -> None:
     # From the manifests (metrics.json lacks the migrated demo-legacy run): 2 of 6 succeeded.
     assert "6 runs 2 succeeded 4 failed 0 cancelled 0 not ended 0 stale 33% success rate" in words
     assert ".runs/0001/metrics.json" in words and ".runs/0001/metrics-summary.json" in words
-    assert sum(1 for tag, _ in page.tags if tag == "svg") == 2
+    assert sum(1 for tag, _ in page.tags if tag == "svg") == 3
+    assert "heartbeat" not in " ".join(str(row["cells"]) for row in page.rows)  # every run has ended
 
 
 def test_generated_report_links_escaping_and_failures(repo: Path) -> None:
@@ -145,7 +154,7 @@ def test_generated_report_links_escaping_and_failures(repo: Path) -> None:
     page = parse(text)
     assert_self_contained(text, page)
     assert_links_resolve(page, path)
-    assert [row["cells"][0] for row in page.rows] == [g.run_id for g in reversed(generated)]  # type: ignore[index]
+    assert [run_id(row) for row in page.rows] == [g.run_id for g in reversed(generated)]
     # The hostile summary is text on the page, never markup.
     assert "<script>" not in text and "<img" not in text
     assert html_text_contains(page, '<script>alert("x")</script> & <img src=x onerror=alert(1)> "quoted" \\x1b[31mred')
@@ -168,6 +177,11 @@ def test_generated_report_links_escaping_and_failures(repo: Path) -> None:
     assert not any(".resume-token" in href or ".heartbeat" in href for href in page.hrefs)
     manifest_links = [h for h in page.hrefs if h.endswith("/manifest.json")]
     assert len(manifest_links) == 40
+
+
+def run_id(row: dict[str, object]) -> str:
+    """The run id of a table row: the first word of its first cell (its files follow)."""
+    return str(row["cells"][0]).split()[0]  # type: ignore[index]
 
 
 def html_text_contains(page: Page, needle: str) -> bool:
@@ -197,8 +211,8 @@ def test_untrusted_run_ids_are_quoted_in_links(repo: Path) -> None:
     page = parse(text)
     assert_self_contained(text, page)
     assert_links_resolve(page, path)
-    assert page.rows[0]["cells"][0] == run_id  # type: ignore[index]
-    assert "</td></tr><marquee>x" in page.rows[0]["cells"][6]  # type: ignore[index]
+    assert page.rows[0]["cells"][0].startswith(run_id)  # type: ignore[index]
+    assert "</td></tr><marquee>x" in page.rows[0]["cells"][4]  # type: ignore[index]
     assert "<marquee" not in text and "<u>" not in text
     assert not any(tag in ("marquee", "u") for tag, _ in page.tags)
 
@@ -265,40 +279,184 @@ def test_write_report_is_atomic_and_leaves_no_temp_files(repo: Path) -> None:
     assert sorted(p.name for p in path.parent.iterdir()) == ["report.html"]
 
 
-def _finished(n: int, succeeded_every: int = 2) -> list[tuple[float, RunView]]:
-    views = []
-    for i in range(n):
-        status = "succeeded" if i % succeeded_every == 0 else "failed"
-        record = RunRecord(Path("/r"), f"r{i}", {"status": status}, None)
-        view = RunView(f"r{i}", status, None, False, 0, 0, 0, None, None, float(i), None, "")
-        views.append((float(i * 1000), view))
-        assert record.terminal
-    return views
+def test_commands_are_listed_under_each_run_with_their_files(repo: Path) -> None:
+    generated = generate(repo, 12, seed=5, hostile=True)
+    loc = locate({"MCP_RUNNER_REPO_ROOT": str(repo)})
+    text, path = render(repo)
+    page = parse(text)
+    assert_links_resolve(page, path)
+    details = [i for i, (tag, _) in enumerate(page.tags) if tag == "details"]
+    assert len(details) == len(generated)  # every run has commands
+    for row, run in zip(page.rows, reversed(generated), strict=True):
+        manifest = json.loads((loc.run_dir(run.run_id) / "manifest.json").read_text(encoding="utf-8"))
+        commands = manifest["commands"]
+        cell = str(row["cells"][2])  # type: ignore[index]
+        passed = sum(1 for c in commands if c["status"] == "succeeded")
+        assert cell.startswith(f"{passed}/{len(commands)} passed ")
+        for command in commands:
+            assert f"{command['status']} {command['command']}" in cell
+        # Each response and error file is linked from its command, once on the row.
+        files = [f for f in run.files if not f.endswith(("manifest.json", "runner.log"))]
+        row_hrefs = row["hrefs"]
+        for relative in files:
+            assert row_hrefs.count(os.path.relpath(repo / relative, path.parent)) == 1  # type: ignore[attr-defined]
+    # The hostile command summary stays text inside the list too.
+    assert "<script>" not in text and "\x1b" not in text
 
 
-@pytest.mark.parametrize(
-    ("runs", "groups", "sizes"),
-    [(1, 1, {1}), (6, 6, {1}), (9, 9, {1}), (10, 2, {5}), (12, 2, {6}), (57, 11, {5, 6}), (10_000, 40, {250})],
+def test_when_shows_the_end_of_finished_runs_and_the_heartbeat_of_the_others(repo: Path) -> None:
+    generated = generate(repo, 10, seed=2)
+    page = parse(render(repo)[0])
+    for row, run in zip(page.rows, reversed(generated), strict=True):
+        cell = str(row["cells"][3])  # type: ignore[index]
+        if run.status in ("succeeded", "failed", "cancelled"):
+            assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ended (\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d \(.+\)", cell)
+        else:
+            assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d heartbeat .+ old", cell), cell
+
+
+# ---------------------------------------------------------------- charts
+
+DAY = 86_400_000
+HOUR = 3_600_000
+
+
+def finished_runs(starts_and_statuses: list[tuple[int, str]]) -> list[tuple[float, RunView]]:
+    return [
+        (float(ms), RunView(f"r{n}", status, None, False, 0, 0, 0, None, None, float(n + 1), None, None, ""))
+        for n, (ms, status) in enumerate(starts_and_statuses)
+    ]
+
+
+def test_buckets_are_hours_for_a_short_span() -> None:
+    base = 1_700_000_000_000 - 1_700_000_000_000 % HOUR  # on the hour
+    buckets = report.chart_buckets(finished_runs([
+        (base + 5 * 60_000, "succeeded"), (base + 50 * 60_000, "failed"), (base + 3 * HOUR + 1, "cancelled"),
+    ]))
+    assert [b.unit for b in buckets] == ["hour"] * 4
+    assert [b.start_ms for b in buckets] == [base + n * HOUR for n in range(4)]
+    assert [(b.succeeded, b.failed, b.cancelled) for b in buckets] == [(1, 1, 0), (0, 0, 0), (0, 0, 0), (0, 0, 1)]
+    assert [b.median_seconds for b in buckets] == [1.5, None, None, 3]
+    assert buckets[0].label == report.Bucket(base, "hour", 0, 0, 0, None).label == iso_label(base, 16)
+
+
+def iso_label(ms: int, width: int) -> str:
+    from mcp_core.jsfmt import iso_from_ms
+
+    return iso_from_ms(ms)[:width].replace("T", " ")
+
+
+def test_buckets_are_days_then_weeks_and_keep_the_empty_ones() -> None:
+    day0 = 1_700_006_400_000  # 2023-11-15T00:00:00Z
+    two_weeks = finished_runs([(day0 + n * DAY + 7 * HOUR, "succeeded") for n in range(0, 14, 2)])
+    buckets = report.chart_buckets(two_weeks)
+    assert (len(buckets), {b.unit for b in buckets}) == (13, {"day"})
+    assert [b.runs for b in buckets] == [1, 0] * 6 + [1]
+    assert buckets[0].label == "2023-11-15"
+    long_span = finished_runs([(day0, "failed"), (day0 + 200 * DAY, "succeeded")])
+    weeks = report.chart_buckets(long_span)
+    assert {b.unit for b in weeks} == {"week"}
+    assert weeks[0].label == "week of 2023-11-13"  # the Monday before
+    assert (weeks[0].failed, weeks[-1].succeeded, sum(b.runs for b in weeks)) == (1, 1, 2)
+
+
+def test_thousands_of_runs_make_a_readable_number_of_bars() -> None:
+    day0 = 1_700_006_400_000
+    many = finished_runs([(day0 + n * 600_000, "succeeded" if n % 3 else "failed") for n in range(10_000)])
+    buckets = report.chart_buckets(many)
+    assert (buckets[0].unit, len(buckets)) == ("day", 70)  # 10,000 runs 10 minutes apart: 69.4 days
+    assert sum(b.runs for b in buckets) == 10_000
+    assert all(b.runs == 144 for b in buckets[:-1])  # a full day
+    for chart in (report.runs_chart(buckets), report.success_chart(buckets), report.duration_chart(buckets)):
+        page = parse(chart)
+        assert sum(1 for tag, _ in page.tags if tag == "svg") == 1
+        assert "xmlns" not in chart  # inline SVG in HTML needs no namespace URL
+        assert sum(1 for tag, _ in page.tags if tag == "title") == len(buckets)  # a tooltip per bar
+
+
+def test_a_bucket_without_runs_says_so_and_a_zero_rate_stays_visible() -> None:
+    day0 = 1_700_006_400_000
+    buckets = report.chart_buckets(finished_runs([(day0, "failed"), (day0 + 2 * DAY, "succeeded")]))
+    chart = report.success_chart(buckets)
+    assert "2023-11-15: 0 of 1 succeeded (0%)" in chart and "2023-11-16: no finished runs" in chart
+    bars = re.findall(r'<rect class="bar (\w+)" x="[\d.]+" y="([\d.]+)" width="[\d.]+" height="([\d.]+)"', chart)
+    assert [(css, float(height)) for css, _, height in bars] == [("poor", 2.0), ("good", 100.0)]
+
+
+# ---------------------------------------------------------------- in a real browser
+
+CHROMIUM = next(
+    (found for name in ("chromium", "chromium-browser", "google-chrome") if (found := shutil.which(name))), None
 )
-def test_chart_groups(runs: int, groups: int, sizes: set[int]) -> None:
-    result = report.chart_groups(_finished(runs))
-    assert len(result) == groups
-    assert {g.runs for g in result} == sizes
-    assert sum(g.runs for g in result) == runs
-    assert result[0].first_ms == 0 and result[-1].last_ms == (runs - 1) * 1000
+WIDTHS = (400, 1120)  # a phone; and just wider than the card layout's limit, where the table is back
+# The page has no script (its CSP forbids one), so a harness page holds it in iframes of
+# those widths and measures it from outside; file pages may reach into each other only with
+# --allow-file-access-from-files. --dump-dom prints the harness once it has loaded, which is
+# after every iframe's load handler has written its figures.
+HARNESS_FRAME = '<iframe id="w{width}" src="{src}" style="width:{width}px;height:900px;border:0"></iframe>'
+HARNESS_SCRIPT = """<script>
+for (const frame of document.querySelectorAll("iframe")) frame.addEventListener("load", () => {
+  const doc = frame.contentDocument, root = doc.documentElement;
+  const measure = () => ({scroll: root.scrollWidth, client: root.clientWidth,
+    wide: [...doc.body.querySelectorAll("*")].filter(e => e.getBoundingClientRect().right > root.clientWidth + 1)
+      .map(e => e.tagName + "." + e.className).slice(0, 8)});
+  const closed = measure();
+  doc.querySelectorAll("details").forEach(d => { d.open = true; });
+  const opened = measure();
+  const plots = [...doc.querySelectorAll("svg.plot")];
+  const out = document.createElement("pre");
+  out.className = "measured";
+  out.textContent = JSON.stringify({width: frame.id, closed, opened, details: doc.querySelectorAll("details").length,
+    bars: plots.map(svg => svg.querySelectorAll("title").length),
+    plotWidths: plots.map(svg => svg.getBoundingClientRect().width),
+    scripts: doc.querySelectorAll("script").length});
+  document.body.append(out);
+});
+</script>"""
 
 
-def test_chart_group_figures() -> None:
-    first, second = report.chart_groups(_finished(10))
-    assert (first.runs, first.succeeded, first.median_seconds) == (5, 3, 2)
-    assert (second.runs, second.succeeded, second.median_seconds) == (5, 2, 7)
-    assert report.chart_groups(_finished(4))[1].median_seconds == 1
+def measured_in_chromium(page_file: Path, tmp_path: Path) -> dict[str, dict[str, object]]:
+    """Lay the page out in headless Chromium at each of ``WIDTHS`` CSS pixels and measure it."""
+    assert CHROMIUM is not None
+    frames = "".join(HARNESS_FRAME.format(width=width, src=html.escape(page_file.as_uri())) for width in WIDTHS)
+    harness = tmp_path / "harness.html"
+    harness.write_text(f"<!DOCTYPE html><html><body>{frames}{HARNESS_SCRIPT}</body></html>", encoding="utf-8")
+    result = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--allow-file-access-from-files",
+         f"--user-data-dir={tmp_path / 'chromium-profile'}", f"--window-size={sum(WIDTHS) + 100},1000",
+         "--dump-dom", harness.as_uri()],
+        capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL,
+    )
+    found = [json.loads(html.unescape(m)) for m in re.findall(r'<pre class="measured">(.*?)</pre>', result.stdout)]
+    assert len(found) == len(WIDTHS), f"chromium exited {result.returncode}: {result.stderr[-2000:]}"
+    return {figures["width"]: figures for figures in found}
 
 
-def test_charts_are_inline_svg_with_tooltips() -> None:
-    groups = report.chart_groups(_finished(20))
-    for svg in (report.success_chart(groups), report.duration_chart(groups)):
-        page = parse(svg)
-        assert page.tags[0][0] == "svg"
-        assert "xmlns" not in svg  # inline SVG in HTML needs no namespace URL
-        assert sum(1 for tag, _ in page.tags if tag == "title") == len(groups)
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)")
+@pytest.mark.parametrize(("runs", "spacing", "unit"), [(10, 900, HOUR), (2000, 900, DAY)])
+def test_in_chromium_no_sideways_scroll_at_400_px_nor_above_the_card_layout(
+    repo: Path, tmp_path: Path, runs: int, spacing: int, unit: int
+) -> None:
+    generated = generate(repo, runs, seed=6, hostile=True, spacing_seconds=spacing, artifacts=runs < 100)
+    starts = [int(run_id_ms(g.run_id) or 0) + 1 for g in generated if g.status in ("succeeded", "failed", "cancelled")]
+    bars = max(starts) // unit - min(starts) // unit + 1  # every hour or day from the first run's to the last's
+    # A run with a long unbroken command, summary and id-like text: they must wrap, not widen the page.
+    manifest_file = repo / generated[-5].files[0]
+    manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+    manifest["commands"][0]["command"] = "npm run build -- --config=" + "x" * 250
+    manifest["summary"] = "y" * 300
+    manifest_file.write_text(json.dumps(manifest), encoding="utf-8")
+    text, path = render(repo)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    measured = measured_in_chromium(path, tmp_path)
+    for width in WIDTHS:
+        figures = measured[f"w{width}"]
+        for state in ("closed", "opened"):  # the commands lists folded, then all unfolded
+            seen = figures[state]
+            assert seen["scroll"] <= seen["client"] < width, (width, state, seen)  # type: ignore[index,operator]
+        assert figures["bars"] == [bars] * 3  # one bar per hour or day, the same in the three charts
+        assert figures["details"] == min(runs, report.DEFAULT_TABLE_LIMIT)
+        assert all(w > 200 for w in figures["plotWidths"])  # type: ignore[attr-defined]
+        assert figures["scripts"] == 0

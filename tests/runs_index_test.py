@@ -54,7 +54,9 @@ def test_fixture_views(fixture_repo: Path) -> None:
     assert (succeeded.status, succeeded.commands_passed, succeeded.commands_total) == ("succeeded", 4, 4)
     assert succeeded.duration_seconds == 53.707
     assert succeeded.stale is False  # terminal: never STALE, however old the heartbeat
-    assert succeeded.heartbeat_age_seconds == 45173.168  # 2025-10-18T18:27:06.832Z to 07:00:00.000Z next day
+    # Ended: when it ended (completed 2025-10-18T18:27:10.396Z, seen 07:00:00.000Z next day), not
+    # a heartbeat age that would grow for ever.
+    assert (succeeded.heartbeat_age_seconds, succeeded.ended_ago_seconds) == (None, 45169.604)
     assert succeeded.summary == ""
 
     diagnostics = views["2025-10-19T06-54-01-535Z-diagnostics"]
@@ -69,6 +71,17 @@ def test_fixture_views(fixture_repo: Path) -> None:
 
     legacy = views["demo-legacy"]
     assert (legacy.commands_total, legacy.duration_seconds) == (0, 600)
+
+
+def test_a_run_that_has_not_ended_shows_its_heartbeat_age() -> None:
+    now = parse_timestamp_ms("2025-10-19T07:00:00.000Z")
+    assert now is not None
+    manifest = {"status": "in_progress", "heartbeat_at": "2025-10-19T06:59:47.500Z", "completed_at": None}
+    record = runs_index.RunRecord(Path("/nowhere"), "r1", manifest, now - 60_000)
+    running = runs_index.view(record, now)
+    assert (running.heartbeat_age_seconds, running.ended_ago_seconds, running.stale) == (12.5, None, False)
+    stale = runs_index.view(record, now + 3_600_000)
+    assert (stale.heartbeat_age_seconds, stale.stale) == (3612.5, True)
 
 
 def test_unusable_entries_are_reported_not_raised(repo: Path, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from mcp_core import argscan, output
 from mcp_core.errors import RunnerError, UsageError
 from mcp_core.jsfmt import iso_from_ms, now_ms
+from mcp_core.manifest import TERMINAL_STATUSES
 from mcp_core.paths import Locations, locate
 from mcp_core.progress import Progress
 from mcp_core.runs_index import (
@@ -28,9 +29,11 @@ Usage: scripts/mcp-runner-list.sh [--status S] [--limit N] [--task ID] [--format
 
 List the runs of a task, newest first: run id, status (with STALE when the
 heartbeat of a run that has not ended is stale), commands passed/total, start,
-duration, heartbeat age and the first line of the summary (the run's, else the
-failed command's). Reads the manifests only: it never writes and never marks a
-run stale. A manifest that cannot be read is skipped with a warning on stderr.
+duration, last activity (how long ago a run ended; for a run that has not
+ended, the age of its heartbeat) and the first line of the summary (the run's,
+else the failed command's). Reads the manifests only: it never writes and never
+marks a run stale. A manifest that cannot be read is skipped with a warning on
+stderr. On a terminal, reading many runs shows progress on stderr.
 
 Options:
   --status S     Only runs with status S: queued, in_progress, succeeded, failed,
@@ -97,6 +100,17 @@ def status_label(run: RunView) -> str:
     return f"{label} (STALE)" if run.stale else label
 
 
+def last_activity(run: RunView) -> str:
+    """``ended 2h 05m ago``, or for a run that has not ended ``heartbeat 3.2s ago``."""
+    if run.ended_ago_seconds is not None:
+        return f"ended {format_seconds(run.ended_ago_seconds)} ago"
+    if run.status in TERMINAL_STATUSES:
+        return "ended"  # no completed_at recorded
+    if run.heartbeat_age_seconds is not None:
+        return f"heartbeat {format_seconds(run.heartbeat_age_seconds)} ago"
+    return ""
+
+
 def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -116,12 +130,12 @@ def print_table(loc: Locations, shown: list[RunView], total: int, runs: int) -> 
             f"{run.commands_passed}/{run.commands_total}",
             printable(run.started_at or ""),
             format_seconds(run.duration_seconds),
-            format_seconds(run.heartbeat_age_seconds),
+            last_activity(run),
             _cut(printable(run.summary), SUMMARY_WIDTH),
         ]
         for run in shown
     ]
-    headers = ["RUN ID", "STATUS", "PASSED", "STARTED", "DURATION", "HEARTBEAT AGE", "SUMMARY"]
+    headers = ["RUN ID", "STATUS", "PASSED", "STARTED", "DURATION", "LAST ACTIVITY", "SUMMARY"]
     sys.stdout.write(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True) + "\n")
     if len(shown) < total:
         sys.stdout.write(f"Showing the {len(shown)} newest of {total} runs (--limit N to change).\n")

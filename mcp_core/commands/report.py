@@ -16,11 +16,14 @@ USAGE = f"""\
 Usage: scripts/mcp-runner-report.sh [--task ID] [--limit N]
 
 Write .runs/<task>/report.html: one static HTML page about the runs of a task,
-for reviewers. It shows the counts, success rate and duration over time (small
-inline charts), the runs table with links to each run's manifest, responses,
-runner.log and error artifacts, and the error summary of each failed run. The
-page has no script and fetches nothing; open it straight from disk. Manifests
-that cannot be read are skipped with a warning on stderr and listed on the page.
+for reviewers. It shows the counts; runs, success rate and median duration per
+hour, day or week (inline charts); the runs table with each run's commands
+(unfold them for status, exit code, duration and their response and error
+files) and links to its manifest and runner.log; and the error summary of each
+failed run. The page has no script and fetches nothing; open it straight from
+disk; it reads well from a phone's width up. Manifests that cannot be read are
+skipped with a warning on stderr and listed on the page. On a terminal, long
+reports show progress on stderr.
 
 Options:
   --task ID     The task to report on (default: MCP_RUNNER_TASK_ID, else 0001).
