@@ -75,7 +75,7 @@ def _missing_dependency(exc: ModuleNotFoundError) -> str | None:
 
 
 # pyproject.toml's dependencies, by the names they are imported under.
-DEPENDENCIES = ("docopt", "jsonlines", "dateutil", "tabulate", "mcp")
+DEPENDENCIES = ("docopt", "jsonlines", "dateutil", "tabulate", "mcp", "msgspec")
 
 
 def _first_missing(names: tuple[str, ...]) -> str | None:

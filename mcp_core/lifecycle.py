@@ -124,14 +124,19 @@ def complete_pending_metrics(loc: Locations, manifest_path: Path, *, log: TextIO
         return False
     sentence = manifest_mod.guardrail_sentence(current)
     summary = current.get("summary")
-    if sentence and not (isinstance(summary, str) and sentence in summary):
+    needs_sentence = bool(sentence) and not (isinstance(summary, str) and sentence is not None and sentence in summary)
+    search_from = metrics.noted_offset(current)
+    if needs_sentence or search_from is None:
+        search_from = metrics.metrics_file_size(loc) if search_from is None else search_from
 
-        def add_sentence(manifest: dict[str, Any]) -> None:
-            append_summary(manifest, sentence)
+        def prepare(manifest: dict[str, Any]) -> None:
+            if needs_sentence and sentence:
+                append_summary(manifest, sentence)
+            manifest[metrics.OFFSET_KEY] = search_from  # before the append: see metrics_file_size
 
-        current = manifest_mod.save(real, add_sentence, iso_now)
+        current = manifest_mod.save(real, prepare, iso_now)
     fault_point("before-metrics-append")
-    added = metrics.record_run(loc, current)
+    added = metrics.record_run(loc, current, search_from=search_from)
     fault_point("after-metrics-append")
     if added and sentence:
         stream = log if log is not None else sys.stderr
@@ -143,6 +148,7 @@ def complete_pending_metrics(loc: Locations, manifest_path: Path, *, log: TextIO
         if (manifest.get("status"), manifest.get("completed_at")) != ending:
             return False
         manifest["metrics_recorded"] = True
+        manifest.pop(metrics.OFFSET_KEY, None)  # the next ending (a retry) notes its own
         return True
 
     manifest_mod.save(real, mark_recorded, iso_now)

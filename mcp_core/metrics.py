@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import codecs
 import fcntl
 import json
 import math
 import mmap
 import operator
 import os
-import re
 from array import array
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from itertools import compress, filterfalse, repeat
-from operator import itemgetter
+from itertools import compress, repeat
+from operator import attrgetter
 from typing import Any, BinaryIO
+
+import msgspec
 
 from mcp_core import store
 from mcp_core.jsfmt import dumps_compact, iso_now, parse_timestamp_ms
@@ -57,12 +57,15 @@ def _identity_prefix(entry: dict[str, Any]) -> bytes:
     return dumps_compact(head)[:-1].encode("utf-8", "surrogateescape") + b","
 
 
-def _already_recorded(fd: int, prefix: bytes) -> bool:
+def _already_recorded(fd: int, prefix: bytes, search_from: int) -> bool:
+    """Whether a whole line of ``fd`` starting with ``prefix`` begins at or after
+    ``search_from`` (from the start when the file is shorter than that)."""
     size = os.fstat(fd).st_size
     if size == 0:
         return False
+    start = search_from if 0 <= search_from <= size else 0
     with mmap.mmap(fd, size, prot=mmap.PROT_READ) as view:
-        position = view.find(prefix)
+        position = view.find(prefix, start)
         while position != -1:
             if position == 0 or view[position - 1 : position] == b"\n":
                 # Only a whole line counts: a SIGKILL in the middle of an append
@@ -81,12 +84,35 @@ def _is_json_object(line: bytes) -> bool:
         return False
 
 
-def record_run(loc: Locations, manifest: dict[str, Any]) -> bool:
+OFFSET_KEY = "metrics_offset"  # in the manifest of a run whose line is being recorded
+
+
+def noted_offset(manifest: dict[str, Any]) -> int | None:
+    """The size of metrics.json noted in the manifest before its line's append, if any."""
+    value = manifest.get(OFFSET_KEY)
+    return value if type(value) is int and value >= 0 else None
+
+
+def metrics_file_size(loc: Locations) -> int:
+    """The size of metrics.json now (0 when there is none): where a run's line will
+    be found, at or after it, once it is appended. Noted in the manifest before
+    the append (``lifecycle.complete_pending_metrics``), so that a retry after a
+    crash between the append and the manifest's save searches only from there."""
+    try:
+        return os.stat(loc.metrics_file).st_size
+    except FileNotFoundError:
+        return 0
+
+
+def record_run(loc: Locations, manifest: dict[str, Any], *, search_from: int = 0) -> bool:
     """Append the run's metrics line unless this ending of the run is already there.
 
     The check and the append happen under one lock on ``metrics.json``, so a
     worker killed between appending and saving ``metrics_recorded`` and then
-    finished again never writes a second line. Returns True when a line was added.
+    finished again never writes a second line. The check reads the file from
+    ``search_from`` on (a size noted before the first attempt to append: see
+    ``metrics_file_size``), so its cost does not grow with the file. Returns
+    True when a line was added.
     """
     entry = metrics_entry(manifest, iso_now())
     loc.metrics_root.mkdir(parents=True, exist_ok=True)
@@ -95,16 +121,16 @@ def record_run(loc: Locations, manifest: dict[str, Any]) -> bool:
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        if _already_recorded(fd, prefix):
+        if _already_recorded(fd, prefix, search_from):
             return False
         size = os.fstat(fd).st_size
         line = dumps_compact(entry).encode("utf-8", "surrogateescape") + b"\n"
         if size:
-            os.lseek(fd, size - 1, os.SEEK_SET)
             # A line cut short by a crash must not swallow ours.
             last = os.pread(fd, 1, size - 1)
             if last != b"\n":
                 line = b"\n" + line
+        # One write: a summary reading without a lock sees the line whole or not at all.
         view = memoryview(line)
         while view:
             view = view[os.write(fd, view) :]
@@ -117,77 +143,46 @@ def record_run(loc: Locations, manifest: dict[str, Any]) -> bool:
 # ---------------------------------------------------------------------------
 # The summary (CONTRACT sections 6, 9 and 10)
 #
-# metrics.json can hold a million lines, so the summary streams it, and its
-# memory is bounded whatever the file's size: nothing is kept per line. Each run
-# counts once, by its latest line (a retried run appends a second line when it
-# ends again); lines without a string run_id count one by one.
+# metrics.json can hold a million lines, so the summary streams it in blocks
+# of whole lines and its memory is bounded whatever the file's size. It reads
+# without any lock: lines are appended whole, by one write each, so the file up
+# to the size seen at the start is whole lines (or a line a crash cut short,
+# which is a parse error), and a worker's append never waits for a summary.
 #
-# Speed comes from two things. Lines the runner wrote itself have one fixed
-# shape, so a whole read buffer of them is checked and picked apart by a single
-# regular expression (_LINE) in C, and the counts are kept with C-level helpers
-# (Counter, itemgetter, array); any other line goes through json.
+# Each block is decoded by msgspec's C decoder in one call (decode_lines) into
+# the four fields the summary uses, typed as the runner writes them. A block
+# is taken that way only when that call cannot have read it differently from
+# json line by line: every line one object, starting with "{" and ending with
+# "}" (so no object can span two lines, and no line can hold two: between
+# "}" and "{" only a top level can have nothing but white space), as many
+# objects as lines, valid UTF-8, nothing but what the types allow. Any other
+# block is read line by line with json, which reports each bad line as the old
+# runner did. Both give the same _Entry, so what follows has one path.
 #
 # Counting each run once: a file of up to SINGLE_PASS_MAX_RUNS lines is read
-# once, keeping the latest line of every run in a dict (a few hundred bytes a
+# once, keeping the latest entry of every run in a dict (a few hundred bytes a
 # run, so at most some 40 MiB). A larger file is read twice. The first pass puts
-# every run id into a fixed table of 2**24 one-byte slots by its hash and keeps,
-# exactly (as bytes), only the ids that land on a slot already taken: every id
-# that repeats, plus the few that collide. The second pass keeps the latest line
-# of those ids alone and counts every other line as it goes. Memory: the 16 MiB
-# table, the repeated or colliding ids, and 8 bytes a run for the durations
-# (the median and p95 of the table need them all).
+# every run id into a fixed table of 2**24 one-byte slots by its hash and keeps
+# only the ids that land on a slot already taken: every id that repeats, plus
+# the few that collide. The second pass keeps the latest entry of those ids
+# alone and counts every other line as it goes. Memory: the 16 MiB table, the
+# repeated or colliding ids, and 8 bytes a run for the durations (the median
+# and p95 of the table need them all).
 # ---------------------------------------------------------------------------
 
 PARSE_ERRORS_KEPT = 1000  # more are counted in "parse_errors_omitted" (appended only then)
 _PARSE_ERROR_CHARS_KEPT = 1 << 20  # and the raw lines kept hold at most this much text
 MAX_LINE_BYTES = 4 << 20  # a longer line is a parse error, never held in memory whole
 _READ_BYTES = 1 << 20
-SINGLE_PASS_MAX_RUNS = 100_000  # up to here one pass keeping every run's latest line (~400 B each)
+SINGLE_PASS_MAX_RUNS = 150_000  # up to here one pass keeping every run's latest entry (~250 B each)
 _SLOT_BITS = 24
-
-# A line exactly as metrics_entry/record_run (and the old runner) write it. The
-# buffer is first checked to hold no backslash, no control character (but the
-# line breaks) and only valid UTF-8, so [^"]* is exactly a JSON string's
-# content. A match that ran over a line break is caught by counting lines.
-# Possessive quantifiers (*+, ?+): nothing here can match differently by backtracking,
-# and telling the engine so makes it about a fifth faster.
-_STR_OR_NULL = rb'(?:"[^"]*+"|null)'
-_NUM = rb"-?+(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?+(?:[eE][-+]?+[0-9]++)?+"
-_LINE = re.compile(
-    rb'(?:\{"run_id":"([^"]*+)","task_id":' + _STR_OR_NULL
-    + rb',"started_at":' + _STR_OR_NULL
-    + rb',"completed_at":' + _STR_OR_NULL
-    + rb',"duration_seconds":(' + _NUM + rb"|null)"
-    + rb',"status":"([^"]*+)"'
-    + rb',"commands_passed":' + _NUM
-    + rb',"commands_failed":' + _NUM
-    + rb',"guardrails_present":(true|false)'
-    + rb',"artifact_path":' + _STR_OR_NULL
-    + rb',"recorded_at":' + _STR_OR_NULL
-    + rb"\}\r?|([^\n]*+))\n"
-)
-# Every string a "run_id" key may hold, wherever it is (a superset is harmless:
-# the first pass only has to miss no id that repeats).
-_ANY_RUN_ID = re.compile(rb'"run_id"[ \t\r]*+:[ \t\r]*+"([^"\n]*+)"')
-_CONTROL_BYTES = bytes(range(0, 10)) + bytes(range(11, 13)) + bytes(range(14, 32))
 # String.prototype.trim: what the old runner took off each line before parsing.
 _JS_WHITESPACE = (
     "\t\n\x0b\x0c\r \xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
     "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
 )
-
-# An entry is a 5-tuple. Lines matched by _LINE keep the regex's bytes groups:
-# (run_id, duration text or b"null", status, b"true"|b"false", b""). Lines read
-# by json become (run_id bytes or None, duration float or None, status label,
-# guardrails bool, _JSON_ENTRY); the last item tells the two apart.
-_JSON_ENTRY = b"json"
-_KEY = itemgetter(0)
-_DURATION = itemgetter(1)
-_STATUS_AND_GUARD = itemgetter(2, 3)
-_GUARD = itemgetter(3)
-_IS_JSON_ENTRY = itemgetter(4)
 _MISSING_STATUS = "(missing)"
-_OTHER_STATUSES = b"(other statuses)"
+_OTHER_STATUSES = "(other statuses)"
 _STATUSES_KEPT = 1000
 
 
@@ -265,22 +260,20 @@ def summarize(loc: Locations, *, single_pass_max_runs: int = SINGLE_PASS_MAX_RUN
     except FileNotFoundError:
         return _Scan(None).result(loc)
     with handle:
-        # Writers append under an exclusive lock: a shared one gives a
-        # consistent file, and the size fixes what both passes read.
-        fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
-        size = os.fstat(handle.fileno()).st_size
+        size = os.fstat(handle.fileno()).st_size  # what both passes read: later appends wait for the next summary
+        blocks = _Blocks()
         if _estimated_lines(handle, size) <= single_pass_max_runs:
             scan = _Scan(None, most_runs=single_pass_max_runs + single_pass_max_runs // 8 + 64)
             try:
-                for data, start, end in _whole_lines(handle, size, scan.overlong_line):
-                    scan.take(data, start, end)
+                for data in _whole_lines(handle, size, scan.overlong_line):
+                    scan.take(blocks.entries(data, scan.error))
                 return scan.result(loc)
             except _TooManyRuns:
                 handle.seek(0)  # the estimate was wrong: start again, the two-pass way
-        scan = _Scan(_repeated_run_ids(handle, size))
+        scan = _Scan(_repeated_run_ids(handle, size, blocks))
         handle.seek(0)
-        for data, start, end in _whole_lines(handle, size, scan.overlong_line):
-            scan.take(data, start, end)
+        for data in _whole_lines(handle, size, scan.overlong_line):
+            scan.take(blocks.entries(data, scan.error))
     return scan.result(loc)
 
 
@@ -300,11 +293,10 @@ def write_summary(loc: Locations, summary: MetricsSummary) -> None:
 
 def _whole_lines(
     handle: BinaryIO, size: int, overlong: Callable[[bytes, int], None] | None = None
-) -> Iterator[tuple[bytes, int, int]]:
-    """``(buffer, start, end)``: ``buffer[start:end]`` is whole lines, each ending in ``\\n``.
+) -> Iterator[bytes]:
+    """Blocks of whole lines, each line ending in ``\\n``, read from the first ``size`` bytes.
 
-    Reads ``size`` bytes in large blocks without copying them again; a line
-    split across two reads is joined on its own. A line longer than
+    A line split across two reads is joined on its own. A line longer than
     MAX_LINE_BYTES is reported to ``overlong(head, length)`` and skipped.
     """
     remaining = size
@@ -340,7 +332,7 @@ def _whole_lines(
                 if overlong is not None:
                     overlong(joined[:4096], len(joined) - 1)
             else:
-                yield joined, 0, len(joined)
+                yield joined
             start = first + 1
         last = data.rfind(b"\n")
         if last < start:
@@ -351,7 +343,7 @@ def _whole_lines(
                 head = b"".join(pending)[:4096]
                 skipping, pending, pending_bytes = (head, pending_bytes), [], 0
             continue
-        yield data, start, last + 1
+        yield data[start : last + 1] if start or last + 1 < len(data) else data
         if last + 1 < len(data):
             pending.append(data[last + 1 :])
             pending_bytes = len(data) - last - 1
@@ -359,25 +351,7 @@ def _whole_lines(
         if overlong is not None:
             overlong(skipping[0], skipping[1])
     elif pending:
-        joined = b"".join(pending) + b"\n"
-        yield joined, 0, len(joined)
-
-
-def _clean(data: bytes, start: int, end: int) -> bool:
-    """Whether ``data[start:end]`` can take the fast path: no escapes, no control
-    characters but line breaks (a CR only before LF), valid UTF-8. Checks cover
-    the whole buffer, a superset, which only ever sends more lines to json."""
-    if b"\\" in data:
-        return False
-    if len(data.translate(None, _CONTROL_BYTES)) != len(data):
-        return False
-    if b"\r" in data and data.count(b"\r", start, end) != data.count(b"\r\n", start, end):
-        return False
-    return data.isascii() or _valid_utf8(data, start, end)
-
-
-def _lines(data: bytes, start: int, end: int) -> list[bytes]:
-    return data[start:end].split(b"\n")[:-1]
+        yield b"".join(pending) + b"\n"
 
 
 def _reject_constant(name: str) -> Any:
@@ -415,55 +389,128 @@ def _status_label(value: object) -> str:
     return value if isinstance(value, str) else dumps_compact(value)
 
 
-def _parse_line(raw: bytes) -> tuple[Any, ...] | tuple[str, str] | None:
-    """A line read by json: None (blank), ``(error, raw)``, or an entry 5-tuple."""
-    text = raw.decode("utf-8", "replace").strip(_JS_WHITESPACE)
-    if not text:
-        return None
-    try:
-        value = JSON_PARSE.decode(text)
-    except json.JSONDecodeError as exc:
-        return (f"Invalid JSON: {json_error_text(exc, line=False)}", text)
-    except RecursionError:
-        return ("Invalid JSON: nested too deeply", text)
-    except ValueError as exc:
-        return (f"Invalid JSON: {exc}", text)
-    if not isinstance(value, dict):
-        return (f"Not a JSON object: the line holds {json_kind(value)}", text)
-    run_id = value.get("run_id")
-    key = run_id.encode("utf-8", "surrogatepass") if isinstance(run_id, str) else None
-    duration = value.get("duration_seconds")
-    seconds: float | None = None
-    if isinstance(duration, (int, float)) and not isinstance(duration, bool):
+class _Entry(msgspec.Struct, gc=False):
+    """The fields the summary uses, typed as the runner writes them. A status is
+    a string, None (JSON null) or UNSET (no such key); read by json, any other
+    status becomes its label (its JSON text)."""
+
+    run_id: str | None = None
+    duration_seconds: float | None = None
+    status: str | None | msgspec.UnsetType = msgspec.UNSET
+    guardrails_present: bool | None = None
+
+
+class _RunId(msgspec.Struct, gc=False):
+    run_id: str | None = None
+
+
+class _Nothing(msgspec.Struct, gc=False):
+    """An object, read for its syntax alone."""
+
+
+class _Blocks:
+    """Turns a block of whole lines into entries (see the comment above)."""
+
+    def __init__(self) -> None:
+        self._check_lines = msgspec.json.Decoder(_Nothing).decode_lines
+        self._entries = msgspec.json.Decoder(list[_Entry]).decode
+        self._run_ids = msgspec.json.Decoder(list[_RunId]).decode
+
+    def entries(self, data: bytes, error: Callable[[str, str], None]) -> list[Any]:
+        """The block's entries in line order; its bad lines go to ``error(message, raw)``."""
+        decoded = self._decode(self._entries, data)
+        return decoded if decoded is not None else self._each_line(data, error)
+
+    def run_ids(self, data: bytes) -> list[str]:
+        """The block's run ids (strings), in line order."""
+        decoded = self._decode(self._run_ids, data)
+        if decoded is None:
+            decoded = self._each_line(data, _ignore)
+        return [run_id for run_id in map(_RUN_ID, decoded) if run_id is not None]
+
+    def _decode(self, decode_array: Callable[[bytes], list[Any]], data: bytes) -> list[Any] | None:
+        """All the block's lines by two C calls, or None when line by line must read it.
+
+        ``decode_lines`` takes any white space between two documents, a line
+        break too; the block read as one array, its line breaks made commas,
+        takes only commas. Both succeed only when every line holds exactly one
+        object: a second document on a line needs white space between the two
+        (refused by the array) or a comma (refused by decode_lines); an object
+        over two lines has a line break outside a string (a comma where the
+        array refuses one) or inside one (a control character, which
+        decode_lines refuses); a blank line is an empty array item.
+        """
         try:
-            seconds = float(duration)
-        except OverflowError:
-            seconds = None
-    status = _status_label(value["status"]) if "status" in value else _MISSING_STATUS
-    return (key, seconds, status, value.get("guardrails_present") is True, _JSON_ENTRY)
+            self._check_lines(data)
+            return decode_array(b"[" + data[:-1].replace(b"\n", b",") + b"]")
+        except (msgspec.DecodeError, RecursionError):
+            return None
+
+    def _each_line(self, data: bytes, error: Callable[[str, str], None]) -> list[Any]:
+        result = []
+        for raw in data.split(b"\n")[:-1]:
+            parsed = self._parse_line(raw)
+            if isinstance(parsed, tuple):
+                error(*parsed)
+            elif parsed is not None:
+                result.append(parsed)
+        return result
+
+    def _parse_line(self, raw: bytes) -> Any:
+        """A line read by json: None (blank), ``(error, raw)``, or an entry."""
+        text = raw.decode("utf-8", "replace").strip(_JS_WHITESPACE)
+        if not text:
+            return None
+        try:
+            value = JSON_PARSE.decode(text)
+        except json.JSONDecodeError as exc:
+            return (f"Invalid JSON: {json_error_text(exc, line=False)}", text)
+        except RecursionError:
+            return ("Invalid JSON: nested too deeply", text)
+        except ValueError as exc:
+            return (f"Invalid JSON: {exc}", text)
+        if not isinstance(value, dict):
+            return (f"Not a JSON object: the line holds {json_kind(value)}", text)
+        run_id = value.get("run_id")
+        duration = value.get("duration_seconds")
+        seconds: float | None = None
+        if isinstance(duration, (int, float)) and not isinstance(duration, bool):
+            try:
+                seconds = float(duration)
+            except OverflowError:
+                seconds = None
+        status = value.get("status", msgspec.UNSET)
+        return _Entry(
+            run_id=run_id if isinstance(run_id, str) else None,
+            duration_seconds=seconds,
+            status=status if status is None or status is msgspec.UNSET else _status_label(status),
+            guardrails_present=value.get("guardrails_present") is True,
+        )
 
 
-def _repeated_run_ids(handle: BinaryIO, size: int) -> dict[bytes, Any]:
-    """First pass: the run ids (UTF-8 bytes) that may occur more than once.
+def _ignore(message: str, raw: str) -> None:
+    """Parse errors are reported by the pass that counts."""
+
+
+_RUN_ID = attrgetter("run_id")
+_DURATION = attrgetter("duration_seconds")
+_STATUS_AND_GUARD = attrgetter("status", "guardrails_present")
+
+
+def _repeated_run_ids(handle: BinaryIO, size: int, blocks: _Blocks) -> dict[str, Any]:
+    """First pass: the run ids that may occur more than once.
 
     Every id goes into a table of 2**_SLOT_BITS one-byte slots by its hash; an
     id whose slot is already taken (by itself or by a colliding id) is kept.
     Every id that repeats is in the result; so are some that collide, which the
     second pass then handles exactly like the others. A dict (values None) that
-    the second pass fills with each one's latest line, sharing the keys.
+    the second pass fills with each one's latest entry, sharing the keys.
     """
     slots = bytearray(1 << _SLOT_BITS)
     mask = (1 << _SLOT_BITS) - 1
-    repeated: set[bytes] = set()
-    for data, start, end in _whole_lines(handle, size):
-        if b"\\" not in data and (data.isascii() or _valid_utf8(data, start, end)):
-            ids = _ANY_RUN_ID.findall(data, start, end)
-        else:
-            ids = []
-            for raw in _lines(data, start, end):
-                parsed = _parse_line(raw)
-                if parsed is not None and len(parsed) == 5 and parsed[0] is not None:
-                    ids.append(parsed[0])
+    repeated: set[str] = set()
+    for data in _whole_lines(handle, size):
+        ids = blocks.run_ids(data)
         if not ids:
             continue
         # operator's functions, not bound slot wrappers: several times faster in map()
@@ -478,30 +525,21 @@ def _repeated_run_ids(handle: BinaryIO, size: int) -> dict[bytes, Any]:
     return dict.fromkeys(repeated)
 
 
-def _valid_utf8(data: bytes, start: int, end: int) -> bool:
-    try:
-        codecs.utf_8_decode(memoryview(data)[start:end], "strict", True)
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
 class _TooManyRuns(Exception):
     """A single pass would keep more runs than its memory allows."""
 
 
 class _Scan:
-    """The second (or only) pass: counts, the latest line of candidate runs, errors."""
+    """The second (or only) pass: counts, the latest entry of candidate runs, errors."""
 
-    def __init__(self, candidates: dict[bytes, Any] | None, most_runs: int = 0) -> None:
+    def __init__(self, candidates: dict[str, Any] | None, most_runs: int = 0) -> None:
         # None: every run id is a candidate (single pass), up to most_runs of them;
-        # else the ids the first pass found may repeat, whose latest lines then
+        # else the ids the first pass found may repeat, whose latest entries then
         # go into that same dict (its values are None until seen).
         self.candidates = candidates
         self.most_runs = most_runs
-        self.latest: dict[bytes, Any] = {} if candidates is None else candidates
-        self.line_pairs: Counter[tuple[bytes, bytes]] = Counter()
-        self.json_pairs: Counter[tuple[str, bool]] = Counter()
+        self.latest: dict[str, Any] = {} if candidates is None else candidates
+        self.pairs: Counter[tuple[Any, Any]] = Counter()
         self.durations: array[float] = array("d")
         self.errors: list[dict[str, str]] = []
         self.errors_omitted = 0
@@ -518,105 +556,51 @@ class _Scan:
         raw = head.decode("utf-8", "replace").strip(_JS_WHITESPACE)[:1024] + "…"
         self.error(f"Line too long to be a metrics entry: {length} bytes (limit {MAX_LINE_BYTES})", raw)
 
-    def take(self, data: bytes, start: int, end: int) -> None:
-        """Count the whole lines ``data[start:end]``."""
-        if _clean(data, start, end):
-            entries = _LINE.findall(data, start, end)
-            if len(entries) == data.count(b"\n", start, end):
-                if b"" not in map(_GUARD, entries):
-                    self._count(entries, False)
-                    return
-                self._count(self._read_others(entries), True)
-                return
-        self._count(self._read_each(_lines(data, start, end)), True)
-
-    def _read_others(self, entries: list[tuple[bytes, ...]]) -> list[tuple[Any, ...]]:
-        """Entries in line order, the lines _LINE did not match read by json."""
-        result: list[tuple[Any, ...]] = []
-        for entry in entries:
-            if entry[3]:
-                result.append(entry)
-                continue
-            parsed = _parse_line(entry[4])
-            if parsed is None:
-                continue
-            if len(parsed) == 2:
-                self.error(*parsed)
-            else:
-                result.append(parsed)
-        return result
-
-    def _read_each(self, lines: list[bytes]) -> list[tuple[Any, ...]]:
-        result: list[tuple[Any, ...]] = []
-        for raw in lines:
-            parsed = _parse_line(raw)
-            if parsed is None:
-                continue
-            if len(parsed) == 2:
-                self.error(*parsed)
-            else:
-                result.append(parsed)
-        return result
-
-    def _count(self, entries: list[tuple[Any, ...]], mixed: bool) -> None:
+    def take(self, entries: list[Any]) -> None:
         """Take entries in line order: candidates into ``latest``, others counted now."""
+        ids = list(map(_RUN_ID, entries))
         if self.candidates is None:
-            if mixed:
-                loose = [e for e in entries if e[0] is None]
-                entries = [e for e in entries if e[0] is not None]
-                self._tally(loose, True)
-            self.latest.update(zip(map(_KEY, entries), entries, strict=True))
+            if None in ids:
+                self._tally([e for e, i in zip(entries, ids, strict=True) if i is None])
+                entries = [e for e, i in zip(entries, ids, strict=True) if i is not None]
+                ids = [i for i in ids if i is not None]
+            self.latest.update(zip(ids, entries, strict=True))
             if len(self.latest) > self.most_runs:
                 raise _TooManyRuns
             return
-        chosen = list(map(self.candidates.__contains__, map(_KEY, entries)))
+        chosen = list(map(self.candidates.__contains__, ids))
         if True in chosen:
             picked = list(compress(entries, chosen))
-            self.latest.update(zip(map(_KEY, picked), picked, strict=True))
+            self.latest.update(zip(compress(ids, chosen), picked, strict=True))
             entries = list(compress(entries, map(operator.not_, chosen)))
-        self._tally(entries, mixed)
+        self._tally(entries)
 
-    def _tally(self, entries: list[tuple[Any, ...]], mixed: bool) -> None:
-        if mixed:
-            from_json = list(filter(_IS_JSON_ENTRY, entries))
-            entries = list(filterfalse(_IS_JSON_ENTRY, entries))
-            for _key, seconds, status, guard, _marker in from_json:
-                self.json_pairs[(status, guard)] += 1
-                if seconds is not None:
-                    self.durations.append(seconds)
-        self.line_pairs.update(map(_STATUS_AND_GUARD, entries))
-        if len(self.line_pairs) + len(self.json_pairs) > _STATUSES_KEPT:
+    def _tally(self, entries: list[Any]) -> None:
+        self.pairs.update(map(_STATUS_AND_GUARD, entries))
+        if len(self.pairs) > _STATUSES_KEPT:
             self._fold_statuses()
-        texts = list(map(_DURATION, entries))
-        if b"null" in texts:
-            texts = list(filter(b"null".__ne__, texts))
-        self.durations.extend(map(float, texts))
+        durations = list(map(_DURATION, entries))
+        if None in durations:
+            durations = [d for d in durations if d is not None]
+        self.durations.extend(durations)
 
     def _fold_statuses(self) -> None:
         """Thousands of distinct statuses (a corrupt or hostile file): keep
         succeeded and failed, count the others as one, so memory stays flat."""
-        folded: Counter[tuple[bytes, bytes]] = Counter()
-        for (status, guard), count in self.line_pairs.items():
-            folded[(status if status in (b"succeeded", b"failed") else _OTHER_STATUSES, guard)] += count
-        self.line_pairs = folded
-        kept: Counter[tuple[str, bool]] = Counter()
-        other = _OTHER_STATUSES.decode()
-        for (label, flag), count in self.json_pairs.items():
-            kept[(label if label in ("succeeded", "failed") else other, flag)] += count
-        self.json_pairs = kept
+        folded: Counter[tuple[Any, Any]] = Counter()
+        for (status, guard), count in self.pairs.items():
+            folded[(status if status in ("succeeded", "failed") else _OTHER_STATUSES, guard)] += count
+        self.pairs = folded
 
     def result(self, loc: Locations) -> MetricsSummary:
-        self._tally([entry for entry in self.latest.values() if entry is not None], True)
+        self._tally([entry for entry in self.latest.values() if entry is not None])
         self.latest.clear()
         status_counts: Counter[str] = Counter()
         guarded = 0
-        for (status, guard), count in self.line_pairs.items():
-            status_counts[status.decode("utf-8")] += count
-            if guard == b"true":
-                guarded += count
-        for (label, flag), count in self.json_pairs.items():
+        for (status, guard), count in self.pairs.items():
+            label = status if isinstance(status, str) else "null" if status is None else _MISSING_STATUS
             status_counts[label] += count
-            if flag:
+            if guard is True:
                 guarded += count
         durations = self.durations
         if durations and not (min(durations) >= 0 and max(durations) < math.inf):

@@ -11,7 +11,7 @@ from typing import Any
 
 from runs import Run, create_run, pid_alive
 
-from mcp_core import lifecycle, process, store
+from mcp_core import lifecycle, metrics, process, store
 from mcp_core import manifest as manifest_mod
 from mcp_core.jsfmt import iso_now
 
@@ -63,11 +63,31 @@ def test_killed_after_the_terminal_save(repo: Path) -> None:
 
 def test_killed_after_the_metrics_line(repo: Path) -> None:
     run = create_run(repo, ["echo a"])
+    other = create_run(repo, ["echo b"])
+    lifecycle.finish_run(other.loc, other.manifest_path, "failed", None, log=io.StringIO())
+    noted = run.loc.metrics_file.stat().st_size
     lifecycle.finish_run(run.loc, run.manifest_path, "succeeded", None, log=io.StringIO())
-    change(run, lambda m: m.update(metrics_recorded=False))  # as if killed before the last save
+    assert metrics.OFFSET_KEY not in run.manifest()  # dropped with the last save
+    # As a kill before the last save leaves it: the size noted before the append, not recorded yet.
+    change(run, lambda m: m.update(metrics_recorded=False, **{metrics.OFFSET_KEY: noted}))
     assert lifecycle.complete_pending_metrics(run.loc, run.manifest_path, log=io.StringIO()) is False
     assert run.manifest()["metrics_recorded"] is True
     assert len(run.metrics_lines()) == 1
+    assert len(run.loc.metrics_file.read_text().splitlines()) == 2  # the other run's and this one's
+
+
+def test_the_search_for_a_recorded_line_starts_at_the_noted_size(repo: Path) -> None:
+    run = create_run(repo, ["echo a"])
+    lifecycle.finish_run(run.loc, run.manifest_path, "succeeded", None, log=io.StringIO())
+    size = run.loc.metrics_file.stat().st_size
+    # The line is before the noted size: the search does not look there, so it appends.
+    change(run, lambda m: m.update(metrics_recorded=False, **{metrics.OFFSET_KEY: size}))
+    assert lifecycle.complete_pending_metrics(run.loc, run.manifest_path, log=io.StringIO()) is True
+    assert len(run.metrics_lines()) == 2
+    # A noted size beyond the file's end (the file was replaced) searches it whole.
+    change(run, lambda m: m.update(metrics_recorded=False, **{metrics.OFFSET_KEY: 10**9}))
+    assert lifecycle.complete_pending_metrics(run.loc, run.manifest_path, log=io.StringIO()) is False
+    assert len(run.metrics_lines()) == 2
 
 
 def test_a_retried_run_gets_a_new_line_when_it_ends_again(repo: Path) -> None:

@@ -1,10 +1,11 @@
 """mcp_core.metrics: entries, record_run, and the streaming summary.
 
-The summary has a fast path for lines the runner writes itself and a json path
-for everything else, and a one-pass and a two-pass way of counting each run
-once. Every case below runs both ways, and a property test holds the whole
-thing to a plain reference reading (json.loads line by line, a dict of the
-latest line per run), which is what CONTRACT sections 6, 9 and 10 describe.
+The summary reads a block of lines in one C call (msgspec) when that call
+cannot read it differently from json line by line, and line by line with json
+otherwise; it counts each run once in one pass or in two. Every case below runs
+both ways, and a property test holds the whole thing to a plain reference
+reading (json.loads line by line, a dict of the latest line per run), which is
+what CONTRACT sections 6, 9 and 10 describe.
 """
 
 from __future__ import annotations
@@ -469,21 +470,28 @@ RUNNER_SHAPED_BUT_INVALID = {
     "split": [_TORN[:14], _TORN[14:]],
     # a number JSON does not allow
     "leading zero": [line_of(entry("z", "failed", 2)).replace('"duration_seconds":2', '"duration_seconds":02')],
+    # an object over two lines, and two objects on one line: as many objects as lines
+    "spread and doubled": ['{"run_id":"spread","status":', '"failed"}', '{"run_id":"a"} {"run_id":"b"}'],
+    "spread and comma": ['{"run_id":"spread","status":', '"failed"}', '{"run_id":"a"},{"run_id":"b"}'],
+    # a valid line held inside an object over three lines
+    "swallowed": ['{"a":[', line_of(entry("inner", "failed", 2)), ']} {} {}'],
+    "blank inside": ['{"run_id":"x",', "", '"status":"failed"}'],
+    # a JSON text the runner never writes: a status that is not a string, a bool for a duration
+    "other types": ['{"run_id":"n","status":7,"duration_seconds":true,"guardrails_present":1}'],
 }
 
 
 @BOTH_WAYS
 @pytest.mark.parametrize("case", sorted(RUNNER_SHAPED_BUT_INVALID))
 def test_runner_shaped_lines_that_json_rejects(repo: Path, single_pass_max_runs: int, case: str) -> None:
-    """The fast path must not take what JSON.parse refuses. Each case is alone in
-    its file with good lines, since one odd byte sends a whole read block to json."""
+    """A block's one C call must not take what JSON.parse refuses, nor read lines
+    differently. Each case is alone in its file with good lines, since one odd
+    line sends its whole block line by line."""
     bad = RUNNER_SHAPED_BUT_INVALID[case]
     content = "\n".join([_GOOD, *bad, line_of(entry("last", "failed", 5))]).encode() + b"\n"
     write_metrics(repo, content)
     summary = metrics.summarize(loc_for(repo), single_pass_max_runs=single_pass_max_runs)
-    assert [e["raw"] for e in summary.parse_errors] == bad
-    assert summary.status_counts == {"succeeded": 1, "failed": 1}
-    assert figures(summary) == reference(content)
+    assert figures(summary) == reference(content)  # the parse errors' raw lines included
 
 
 @BOTH_WAYS
@@ -515,3 +523,26 @@ def test_thousands_of_statuses_are_folded(repo: Path) -> None:
     summary = metrics.summarize(loc_for(repo))
     assert (summary.entries_total, summary.entries_succeeded, summary.entries_failed) == (3003, 1, 1)
     assert summary.status_counts == {"(other statuses)": 3001, "succeeded": 1, "failed": 1}
+
+
+def test_the_summary_takes_no_lock_and_reads_up_to_the_size_it_saw(repo: Path) -> None:
+    """A worker appending (under the file's exclusive lock) never waits for a
+    summary, and a summary never waits for it: it reads without a lock."""
+    import fcntl
+    import os
+    import threading
+
+    path = write_metrics(repo, line_of(entry("one", "succeeded", 1)) + "\n")
+    holder = os.open(path, os.O_RDWR | os.O_APPEND)
+    results: list[metrics.MetricsSummary] = []
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)  # as record_run holds it while appending
+        reader = threading.Thread(target=lambda: results.append(metrics.summarize(loc_for(repo))), daemon=True)
+        reader.start()
+        reader.join(timeout=120)
+        assert not reader.is_alive(), "the summary waited for the writer's lock"
+        os.write(holder, (line_of(entry("two", "failed", 2)) + "\n").encode())
+    finally:
+        os.close(holder)
+    assert results[0].entries_total == 1
+    assert metrics.summarize(loc_for(repo)).entries_total == 2

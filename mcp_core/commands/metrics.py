@@ -9,7 +9,6 @@ import sys
 
 from mcp_core.argscan import Messages, scan
 from mcp_core.errors import RunnerError, UsageError
-from mcp_core.jsfmt import js_number
 from mcp_core.metrics import MetricsSummary, summarize, write_summary
 from mcp_core.output import run_cli
 from mcp_core.paths import Locations, locate
@@ -42,17 +41,19 @@ def parse_args(argv: list[str]) -> str | None:
     return fmt
 
 
-def _number(value: float | None, unit: str = "") -> str:
-    return "-" if value is None else js_number(float(value)) + unit
-
-
 def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.1f}%"
 
 
 def summary_table(summary: MetricsSummary) -> str:
     """The summary for people: one row a figure, then one row a status."""
-    from tabulate import tabulate  # only this format needs it
+    from tabulate import tabulate  # only this format needs them
+
+    from mcp_core.runs_index import format_seconds
+
+    def duration(seconds: float | None) -> str:
+        # rounded for people (2.9s, 12m 05s); metrics-summary.json keeps every digit
+        return "-" if seconds is None else format_seconds(seconds)
 
     rows: list[tuple[str, str]] = [
         ("Entries (runs)", str(summary.entries_total)),
@@ -60,9 +61,9 @@ def summary_table(summary: MetricsSummary) -> str:
         ("Failed", str(summary.entries_failed)),
         ("Success rate", _percent(summary.success_rate)),
         ("Guardrail coverage", _percent(summary.guardrail_coverage)),
-        ("Average duration", _number(summary.average_duration_seconds, " s")),
-        ("Median duration", _number(summary.median_duration_seconds(), " s")),
-        ("p95 duration", _number(summary.p95_duration_seconds(), " s")),
+        ("Average duration", duration(summary.average_duration_seconds)),
+        ("Median duration", duration(summary.median_duration_seconds())),
+        ("p95 duration", duration(summary.p95_duration_seconds())),
         ("Parse errors", str(len(summary.parse_errors) + summary.parse_errors_omitted)),
     ]
     rows += [(f"Status {status}", str(count)) for status, count in summary.status_counts.items()]
