@@ -251,6 +251,14 @@ def test_bad_arguments_are_one_line(tmp_path: Path, args: list[str], fault: str)
     assert result.stderr.count("\n") == 1 and fault in result.stderr
 
 
+def test_what_callers_send_cannot_forge_log_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    command = serve_mod.shown_command("Run the exact shell command: a\nb")
+    serve_mod.log(f"127.0.0.1:5 ran {command}: error: x\ny\x1b[2J")
+    logged = capsys.readouterr().err
+    assert logged.count("\n") == 1
+    assert logged.endswith("ran 'a\\nb': error: x\\x0ay\\x1b[2J\n")
+
+
 def test_help_and_checks_import_nothing_heavy(tmp_path: Path) -> None:
     program = (
         "import sys\n"

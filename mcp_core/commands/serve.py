@@ -37,6 +37,7 @@ from mcp_core import argscan, output, process
 from mcp_core.errors import RunnerError, UsageError
 from mcp_core.jsfmt import iso_now
 from mcp_core.mcp_client import OneLineLog
+from mcp_core.runs_index import printable
 from mcp_core.servers import common
 
 if TYPE_CHECKING:
@@ -103,8 +104,9 @@ UNKNOWN_CALLER = Caller("?", None)
 
 
 def log(message: str) -> None:
+    """One line on stderr; what callers sent (commands, errors) cannot forge more lines."""
     with contextlib.suppress(OSError, ValueError):
-        print(f"{iso_now()} serve[{os.getpid()}]: {message}", file=sys.stderr, flush=True)
+        print(f"{iso_now()} serve[{os.getpid()}]: {printable(message)}", file=sys.stderr, flush=True)
 
 
 # -- arguments ---------------------------------------------------------------
