@@ -60,7 +60,7 @@ def dead_worker() -> tuple[int, int | None]:
     child = subprocess.Popen(["sleep", "5"])
     ticks = start_ticks(child.pid)
     child.kill()
-    child.wait()
+    child.wait(timeout=30)
     return child.pid, ticks
 
 

@@ -346,19 +346,21 @@ def test_a_metrics_line_cut_short_by_a_kill_is_written_again(tmp_path: Path) -> 
 @contextlib.contextmanager
 def mounted(target: Path, *options: str) -> Iterator[None]:
     """``mount <options> <target>``; skips the test where mounting is not permitted."""
-    made = subprocess.run(["mount", *options, str(target)], capture_output=True, text=True)
+    made = subprocess.run(["mount", *options, str(target)], capture_output=True, text=True, timeout=60)
     if made.returncode != 0:
         pytest.skip(f"cannot mount here ({made.stderr.strip() or made.returncode}): needs root with CAP_SYS_ADMIN")
     try:
         yield
     finally:
-        subprocess.run(["umount", "-l", str(target)], check=False)
+        subprocess.run(["umount", "-l", str(target)], check=False, timeout=60)
 
 
 @contextlib.contextmanager
 def read_only(directory: Path) -> Iterator[None]:
     with mounted(directory, "--bind", str(directory)):
-        remount = subprocess.run(["mount", "-o", "remount,bind,ro", str(directory)], capture_output=True, text=True)
+        remount = subprocess.run(
+            ["mount", "-o", "remount,bind,ro", str(directory)], capture_output=True, text=True, timeout=60
+        )
         if remount.returncode != 0:
             pytest.skip(f"cannot remount read-only: {remount.stderr.strip()}")
         yield

@@ -85,6 +85,7 @@ def test_worker_env_makes_the_package_importable_from_any_repo(repo: Path) -> No
         capture_output=True,
         text=True,
         check=True,
+        timeout=60,
     ).stdout.strip()
     assert found == os.path.realpath(launch.__file__).replace("launch.py", "__init__.py")
 

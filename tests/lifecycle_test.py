@@ -135,4 +135,4 @@ def test_stop_recorded_server_trusts_only_a_matching_start_time(repo: Path) -> N
         assert lifecycle.stop_recorded_server({}, 0.2) is False
     finally:
         server.kill()
-        server.wait()
+        server.wait(timeout=30)

@@ -145,7 +145,7 @@ def test_a_live_worker_keeps_a_terminal_run(repo: Path, daily: list[GeneratedRun
         outcomes = outcomes_by_id(prune.prune(loc_of(repo), prune.Policy(0, None), dry_run=False, now_ms=now_ms()))
     finally:
         worker.kill()
-        worker.wait()
+        worker.wait(timeout=30)
     assert outcomes[alive.run_id].action == "kept"
     expected = f"beyond the 0 newest runs, but its worker is still alive (pid {worker.pid})"
     assert outcomes[alive.run_id].reason == expected

@@ -129,7 +129,7 @@ def run_worker(run: Run, timeout: float = 60) -> int:
         if worker.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
+            worker.wait(timeout=30)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30, interval: float = 0.02) -> Any:

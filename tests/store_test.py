@@ -80,6 +80,29 @@ def _spawn(code: str, *args: str) -> subprocess.Popen[str]:
     )
 
 
+# The children's side of the starting gate: say "ready", then wait (bounded) for the go file.
+_GATE = """
+def wait_at_the_gate(go):
+    import os, time
+    Path(f"{go}.ready-{os.getpid()}").touch()
+    deadline = time.monotonic() + 120
+    while not go.exists():
+        if time.monotonic() > deadline:
+            sys.exit("never released from the gate")
+        time.sleep(0.001)
+"""
+
+
+def _release(go: Path, procs: list[subprocess.Popen[str]]) -> None:
+    """Touch ``go`` once every process waits at the gate, so they race from the same moment."""
+    deadline = time.monotonic() + 120
+    while len(list(go.parent.glob(f"{go.name}.ready-*"))) < len(procs):
+        assert all(proc.poll() is None for proc in procs), "a process ended before reaching the gate"
+        assert time.monotonic() < deadline, "the processes never reached the gate"
+        time.sleep(0.01)
+    go.touch()
+
+
 def _finish(procs: list[subprocess.Popen[str]]) -> list[str]:
     outputs = []
     for proc in procs:
@@ -89,15 +112,14 @@ def _finish(procs: list[subprocess.Popen[str]]) -> list[str]:
     return outputs
 
 
-_RMW = """
+_RMW = _GATE + """
 import sys, time
 sys.path.insert(0, sys.argv[1])
 from pathlib import Path
 from mcp_core import manifest
 from mcp_core.jsfmt import iso_now
 path, role, count, go = Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]), Path(sys.argv[5])
-while not go.exists():
-    time.sleep(0.001)
+wait_at_the_gate(go)
 for n in range(count):
     if role == "events":
         def change(m, n=n):
@@ -118,8 +140,7 @@ def test_two_processes_updating_one_manifest_lose_nothing(tmp_path: Path) -> Non
     go = tmp_path / "go"
     count = 150
     procs = [_spawn(_RMW, str(path), role, str(count), str(go)) for role in ("events", "counter")]
-    time.sleep(0.3)  # let both start; the go file makes them race from the same moment
-    go.touch()
+    _release(go, procs)
     _finish(procs)
     final = json.loads(path.read_text())
     assert final["resume_events"] == [{"n": n} for n in range(count)]
@@ -176,7 +197,7 @@ def test_a_reader_never_sees_a_partial_file(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["done", "manifest.json"]
 
 
-_RECORD = """
+_RECORD = _GATE + """
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
 from pathlib import Path
@@ -193,8 +214,7 @@ manifest = {
     ],
     "artifact_root": ".runs/0001/mcp/" + run_id,
 }
-while not go.exists():
-    time.sleep(0.001)
+wait_at_the_gate(go)
 print(metrics.record_run(loc, manifest))
 """
 
@@ -206,8 +226,7 @@ def test_many_processes_recording_metrics_at_once(repo: Path, tmp_path: Path) ->
     # run-00 is recorded by three processes at once: one line only
     names = [*run_ids, "run-00", "run-00"]
     procs = [_spawn(_RECORD, str(repo), run_id, str(go)) for run_id in names]
-    time.sleep(0.5)
-    go.touch()
+    _release(go, procs)
     outputs = [out.strip() for out in _finish(procs)]
     assert outputs.count("True") == len(run_ids) and outputs.count("False") == 2
     metrics_file = locate({"MCP_RUNNER_REPO_ROOT": str(repo)}).metrics_file

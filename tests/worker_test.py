@@ -125,8 +125,11 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Finished]:
         pending.append((name, run, repo))
     results: dict[str, Finished] = {}
     running: list[tuple[str, Run, Path, subprocess.Popen[bytes]]] = []
+    deadline = time.monotonic() + 120 * len(pending)  # generous: each worker ends in seconds
     try:
         while pending or running:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"workers still running: {[name for name, *_ in running]}")
             while pending and len(running) < PARALLEL_WORKERS:
                 name, run, repo = pending.pop(0)
                 running.append((name, run, repo, launch_worker(run)))
@@ -139,7 +142,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Finished]:
     finally:
         for _, _, _, worker in running:
             os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
+            worker.wait(timeout=30)
     return results
 
 
@@ -358,7 +361,7 @@ def test_sigterm_cancels_the_run_and_leaves_no_process(repo: Path) -> None:
     finally:
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
+            worker.wait(timeout=30)
     manifest = run.manifest()
     assert manifest["status"] == "cancelled"
     assert manifest["metrics_recorded"] is True
@@ -385,7 +388,7 @@ def test_sigkill_then_relaunch_continues_without_rerunning(repo: Path) -> None:
     wait_for(lambda: (repo / "pgid").exists() and (repo / "pgid").read_text().strip())
     old_server = run.manifest()["mcp_server"]["pid"]
     os.killpg(worker.pid, signal.SIGKILL)
-    worker.wait()
+    worker.wait(timeout=30)
     # The orphaned server notices (closed stdin, parent-death signal) and
     # takes the command's process group with it.
     wait_for(lambda: not pid_alive(old_server) and not group_members(int((repo / "pgid").read_text())))
@@ -434,7 +437,7 @@ def test_heartbeat_clears_only_its_own_details(repo: Path) -> None:
     finally:
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
+            worker.wait(timeout=30)
 
 
 def test_a_terminal_run_only_gets_its_pending_metrics(repo: Path) -> None:

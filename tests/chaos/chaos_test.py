@@ -113,14 +113,14 @@ def _kill_loop(mode: str, target: Path, tmp_path: Path, kills: int, check: Any) 
             _wait_for_progress(acks[victim], writers[victim])  # killed in its loop, not in its imports
             time.sleep(rng.uniform(0.0, 0.03))
             writers[victim].kill()
-            writers[victim].wait()
+            writers[victim].wait(timeout=30)
             check(acks)
             survived += 1
             writers[victim] = _spawn_writer(mode, target, victim, acks[victim])
     finally:
         for proc in writers.values():
             proc.kill()
-            proc.wait()
+            proc.wait(timeout=30)
     check(acks)
     return survived, time.monotonic() - started
 
@@ -369,7 +369,7 @@ class Driver:
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
             self.tally.count("resume-" + pause, wait_stopped(resume) and sigkill(resume.pid))
-            resume.wait()
+            resume.wait(timeout=120)
             wait_quiet(self.tag)
             record = self.check(book)
         refused = self.resume(book)

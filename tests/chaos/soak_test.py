@@ -228,7 +228,7 @@ def test_soak(tmp_path: Path) -> None:
             assert chunks or time.monotonic() < until, "poll --watch showed nothing"
         err = proc.stderr.read().decode(errors="replace")
         # Ctrl-C: 130; or -SIGINT, silently, when it came as poll was exiting after the run had ended.
-        assert proc.wait() in ((0, 130, -signal.SIGINT) if interrupted else (0,)), err
+        assert proc.wait(timeout=60) in ((0, 130, -signal.SIGINT) if interrupted else (0,)), err
         assert "Traceback" not in err, err
         out = b"".join(chunks).decode()
         decoder = json.JSONDecoder()

@@ -226,8 +226,8 @@ def test_a_stale_heartbeat_while_watching_says_how_to_resume(repo: Path) -> None
         if worker is not None and process.is_alive(worker["runner_pid"], worker["runner_start_ticks"]):
             os.kill(worker["runner_pid"], signal.SIGCONT)
         if watcher.poll() is None:
-            os.killpg(watcher.pid, signal.SIGTERM)
-            watcher.wait()
+            os.killpg(watcher.pid, signal.SIGKILL)
+            watcher.wait(timeout=30)
         (repo / "go").touch()
     reader.join(timeout=10)
     stdout_reader.join(timeout=10)

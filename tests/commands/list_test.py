@@ -254,7 +254,13 @@ def test_fast_path_imports(fixture_repo: Path) -> None:
     env = runner_env(fixture_repo)
     for args, expected in ((["--format", "json"], "0 False False"), ([], "0 True False")):
         result = subprocess.run(
-            [sys.executable, "-c", program, *args], cwd=CHECKOUT, env=env, capture_output=True, text=True, check=True
+            [sys.executable, "-c", program, *args],
+            cwd=CHECKOUT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
         )
         assert result.stdout.strip() == expected
 

@@ -403,7 +403,7 @@ def test_a_killed_pass_is_finished_by_the_next(repo: Path, moved_before_kill: in
             break
         time.sleep(0.005)
     os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    process.wait(timeout=30)
 
     result = run_script(MIGRATE, repo=repo, timeout=300)
     assert result.returncode == 0

@@ -112,7 +112,7 @@ def test_resume_requires_a_run_id(repo: Path) -> None:
     for args in ([], ["--actor", "me"]):
         result = subprocess.run(
             [sys.executable, str(CHECKOUT / "bin/mcp-runner-resume"), *args],
-            env=env_for(repo), capture_output=True, text=True, cwd=repo,
+            env=env_for(repo), capture_output=True, text=True, cwd=repo, timeout=60,
         )  # fmt: skip
         assert (result.returncode, result.stdout, result.stderr) == (1, "", "Resume requires --run-id <id>.\n")
 
@@ -193,7 +193,7 @@ def test_a_live_runner_is_refused(repo: Path) -> None:
         assert_blocked(repo, result, error, f"runner-active:{sleeper.pid}")
     finally:
         sleeper.kill()
-        sleeper.wait()
+        sleeper.wait(timeout=30)
 
 
 def test_a_reused_pid_is_not_the_runner(repo: Path) -> None:
@@ -207,7 +207,7 @@ def test_a_reused_pid_is_not_the_runner(repo: Path) -> None:
         assert_blocked(repo, result, f"Resume token not found for run {RUN_ID}.", "resume-token-read-error:ENOENT")
     finally:
         sleeper.kill()
-        sleeper.wait()
+        sleeper.wait(timeout=30)
 
 
 def test_no_token_anywhere_is_refused_with_the_read_error(repo: Path) -> None:

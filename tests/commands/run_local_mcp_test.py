@@ -126,7 +126,7 @@ def test_the_root_defaults_to_the_git_top_level_else_the_current_directory(tmp_p
     sub = root / "a" / "b"
     sub.mkdir(parents=True)
     assert run("--dry-run", env=env, cwd=sub).stdout.endswith(f"Repository root: {sub}\n")
-    subprocess.run(["git", "init", "-q", str(root)], check=True, env=env)
+    subprocess.run(["git", "init", "-q", str(root)], check=True, env=env, timeout=60)
     assert run("--dry-run", env=env, cwd=sub).stdout.endswith(f"Repository root: {root}\n")
     # A relative --repo is made absolute.
     assert run("--dry-run", "--repo", "a", env=env, cwd=root).stdout.endswith(f"Repository root: {root / 'a'}\n")

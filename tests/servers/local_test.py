@@ -83,7 +83,7 @@ class RawClient:
     def close(self) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
+        self.process.wait(timeout=30)
         self.stderr.close()
 
 
