@@ -87,6 +87,15 @@ def snapshot(root: Path) -> dict[str, bytes | str]:
     return result
 
 
+@pytest.fixture(scope="session", autouse=True)
+def recorded_fixture_stays_untouched() -> Iterator[None]:
+    """Tests read the recorded tree only through copies (``fixture_repo``): hold them to it."""
+    before = snapshot(FIXTURE_RUNS)
+    assert sum(value.startswith("->") for value in before.values() if isinstance(value, str)) == 6
+    yield
+    assert snapshot(FIXTURE_RUNS) == before, f"a test changed {FIXTURE_RUNS}: copy it first"
+
+
 @pytest.fixture
 def python() -> Iterator[str]:
     yield sys.executable
