@@ -62,6 +62,9 @@ SKIPPED = "skipped"
 PLANNED = "planned"
 MIGRATED = "migrated"
 SKIPPED_MESSAGE = "Destination already exists; no action taken."
+# What is printed (the log keeps SKIPPED_MESSAGE, CONTRACT section 8) for a run
+# the runner started or migrated earlier: its legacy directory is its pointer.
+ALREADY_MIGRATED_MESSAGE = "Already migrated; its compatibility pointer stays. No action taken."
 PLANNED_MESSAGE = "Would migrate directory."
 MIGRATED_MESSAGE = "Migrated successfully."
 NO_CANDIDATES = "No legacy MCP runs found to migrate."
@@ -79,6 +82,12 @@ class Outcome:
     destination: str
     status: str
     message: str
+    already_migrated: bool = False  # skipped because its legacy directory is its compatibility pointer
+
+    @property
+    def printed_message(self) -> str:
+        """The message people read; the log keeps ``message``."""
+        return ALREADY_MIGRATED_MESSAGE if self.already_migrated else self.message
 
     def to_json(self) -> dict[str, str]:
         return {
@@ -149,8 +158,8 @@ def check(loc: Locations, run_id: str, roots: _Roots | None = None) -> Outcome:
     """
     roots = roots or _Roots.of(loc)
 
-    def outcome(status: str, message: str) -> Outcome:
-        return Outcome(run_id, roots.legacy_rel + run_id, roots.runs_rel + run_id, status, message)
+    def outcome(status: str, message: str, already_migrated: bool = False) -> Outcome:
+        return Outcome(run_id, roots.legacy_rel + run_id, roots.runs_rel + run_id, status, message, already_migrated)
 
     try:
         validate_run_id(run_id)
@@ -165,7 +174,7 @@ def check(loc: Locations, run_id: str, roots: _Roots | None = None) -> Outcome:
     except OSError as exc:
         return outcome(ERROR, f"Manifest missing: {_reason(exc, 'access', loc, Path(manifest))}")
     if os.path.lexists(destination):
-        return outcome(SKIPPED, SKIPPED_MESSAGE)
+        return outcome(SKIPPED, SKIPPED_MESSAGE, _is_pointer_to(manifest, info, destination))
     if stat.S_ISLNK(info.st_mode):
         # A symlinked manifest is a compatibility pointer (here, one whose run is
         # not at the destination), or something hostile: never moved or written.
@@ -174,6 +183,15 @@ def check(loc: Locations, run_id: str, roots: _Roots | None = None) -> Outcome:
             return outcome(ERROR, f"Manifest is a symbolic link to a file outside .runs ({target}); nothing moved.")
         return outcome(ERROR, f"Manifest is a symbolic link ({target}), a compatibility pointer; nothing moved.")
     return outcome(PLANNED, PLANNED_MESSAGE)
+
+
+def _is_pointer_to(manifest: str, info: os.stat_result, destination: str) -> bool:
+    """Whether a legacy directory is the compatibility pointer of the run at
+    ``destination``: its manifest a symlink to that run's manifest, or a stub
+    (or a checked-out symlink) with the ``compat.json`` written beside it."""
+    if stat.S_ISLNK(info.st_mode):
+        return os.path.realpath(manifest) == os.path.realpath(os.path.join(destination, MANIFEST_NAME))
+    return os.path.isfile(os.path.join(os.path.dirname(manifest), COMPAT_NAME))
 
 
 def read_legacy_manifest(path: Path) -> dict[str, Any]:
@@ -416,6 +434,7 @@ def run(
     now: Callable[[], str] = iso_now,
     on_outcome: Callable[[Outcome], None] = lambda outcome: None,
     after_crash: bool = False,
+    on_progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> tuple[list[Outcome], bool]:
     """Check (and unless ``dry_run``, migrate) each run in order.
 
@@ -425,8 +444,9 @@ def run(
     roots = _Roots.of(loc)
     checked = [check(loc, run_id, roots) for run_id in run_ids]
     if dry_run:
-        for outcome in checked:
+        for done, outcome in enumerate(checked, start=1):
             on_outcome(outcome)
+            on_progress(done, len(checked))
         return checked, True
     planned = [outcome.run_id for outcome in checked if outcome.status == PLANNED]
     if planned:
@@ -441,6 +461,7 @@ def run(
                 finished = finished and done
             results.append(outcome)
             on_outcome(outcome)
+            on_progress(len(results), len(checked))
     if any(outcome.status == MIGRATED for outcome in results) or not finished:
         os.sync()  # the batch's one fsync: everything above is durable from here
     return results, finished
@@ -532,6 +553,7 @@ def migrate(
     dry_run: bool,
     only: str | None = None,
     on_outcome: Callable[[Outcome], None] = lambda outcome: None,
+    on_progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> tuple[list[Outcome], Path | None]:
     """A whole pass: the outcomes in order and the log written (None: no candidates).
 
@@ -543,7 +565,7 @@ def migrate(
         run_ids = legacy_run_ids(loc, only)
         if not run_ids:
             return [], None
-        outcomes, _finished = run(loc, run_ids, dry_run=True, on_outcome=on_outcome)
+        outcomes, _finished = run(loc, run_ids, dry_run=True, on_outcome=on_outcome, on_progress=on_progress)
         return outcomes, write_log(loc, outcomes, dry_run=True)
     if not loc.legacy_root.is_dir():
         return [], None
@@ -553,7 +575,9 @@ def migrate(
         run_ids = legacy_run_ids(loc, only)
         if not run_ids:
             return [], None
-        outcomes, finished = run(loc, run_ids, dry_run=False, on_outcome=on_outcome, after_crash=after_crash)
+        outcomes, finished = run(
+            loc, run_ids, dry_run=False, on_outcome=on_outcome, after_crash=after_crash, on_progress=on_progress
+        )
         log = write_log(loc, outcomes, dry_run=False)
         if finished:
             with contextlib.suppress(FileNotFoundError):

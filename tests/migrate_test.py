@@ -178,6 +178,7 @@ def test_checks_in_order(repo: Path, tmp_path: Path) -> None:
     assert line("dangling").startswith("error: Manifest missing: ENOENT: no such file or directory, access ")
     assert line("looping").startswith("error: Manifest missing: ELOOP: too many levels of symbolic links")
     assert line("exists") == "skipped: Destination already exists; no action taken."
+    assert migrate.check(loc, "exists").printed_message == migrate.SKIPPED_MESSAGE  # not a pointer: a conflict
     assert line("fine") == "planned: Would migrate directory."
     assert line("hostile") == f"error: Manifest is a symbolic link to a file outside .runs ({outside}); nothing moved."
     assert line("pointer") == (

@@ -9,6 +9,7 @@ from mcp_core.errors import RunnerError
 from mcp_core.migrate import NO_CANDIDATES, Outcome, migrate
 from mcp_core.output import run_cli
 from mcp_core.paths import Locations, locate, validate_run_id
+from mcp_core.progress import Progress
 
 USAGE = """\
 Usage: scripts/mcp-runner-migrate.js [--dry-run] [--run-id <id>]
@@ -52,7 +53,7 @@ def parse_args(argv: list[str]) -> tuple[bool, str | None] | None:
 
 
 def _line(outcome: Outcome) -> str:
-    text = f"{outcome.run_id}: {outcome.status} — {outcome.message}"
+    text = f"{outcome.run_id}: {outcome.status} — {outcome.printed_message}"
     # One line a run, whatever a directory name holds.
     return text.replace("\r", "\\r").replace("\n", "\\n")
 
@@ -62,10 +63,22 @@ def _print(text: str) -> None:
 
 
 def run_migration(loc: Locations, dry_run: bool, run_id: str | None) -> int:
-    try:
-        _outcomes, log = migrate(loc, dry_run=dry_run, only=run_id, on_outcome=lambda o: _print(_line(o)))
-    except OSError as exc:
-        raise RunnerError(f"Migration failed: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
+    # Progress on stderr, only when it is a terminal; erased before each line
+    # that shows on the same terminal (stdout is flushed at the end otherwise).
+    lines_show = sys.stdout.isatty()
+    with Progress("Checking runs" if dry_run else "Migrating runs") as progress:
+
+        def print_outcome(outcome: Outcome) -> None:
+            if lines_show:
+                progress.clear()
+            _print(_line(outcome))
+
+        try:
+            _outcomes, log = migrate(
+                loc, dry_run=dry_run, only=run_id, on_outcome=print_outcome, on_progress=progress.update
+            )
+        except OSError as exc:
+            raise RunnerError(f"Migration failed: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
     if log is None:
         _print(NO_CANDIDATES)
     else:

@@ -45,6 +45,9 @@ POINTERS = [
 ]
 PLANNED = "planned — Would migrate directory."
 SKIPPED = "skipped — Destination already exists; no action taken."
+# Printed for a run whose legacy directory is its compatibility pointer; its log
+# entry keeps the contract's message (SKIPPED's).
+ALREADY = "skipped — Already migrated; its compatibility pointer stays. No action taken."
 MIGRATED = "migrated — Migrated successfully."
 LOG_LINE = re.compile(
     r"^Migration log written to "
@@ -116,6 +119,8 @@ def as_statuses(lines: list[str]) -> list[tuple[str, str, str]]:
     for line in lines:
         run_id, rest = line.split(": ", 1)
         status, message = rest.split(" — ", 1)
+        if f"{status} — {message}" == ALREADY:
+            message = SKIPPED.split(" — ", 1)[1]
         result.append((run_id, status, message))
     return result
 
@@ -135,7 +140,7 @@ def test_dry_run_of_the_fixture(fixture_repo: Path, form: str) -> None:
     assert (result.returncode, result.stderr) == (0, "")
     lines, log = split_output(result.stdout)
     assert lines == (
-        [f"{run_id}: {PLANNED}" for run_id in [*LEGACY, OLD_RUN]] + [f"{run_id}: {SKIPPED}" for run_id in POINTERS]
+        [f"{run_id}: {PLANNED}" for run_id in [*LEGACY, OLD_RUN]] + [f"{run_id}: {ALREADY}" for run_id in POINTERS]
     )
     assert log.endswith("-dry-run.log")
     text = (fixture_repo / log).read_text()
@@ -158,7 +163,7 @@ def test_real_migration_of_the_fixture_then_again(fixture_repo: Path) -> None:
     assert (result.returncode, result.stderr) == (0, "")
     lines, log = split_output(result.stdout)
     assert lines == (
-        [f"{run_id}: {MIGRATED}" for run_id in [*LEGACY, OLD_RUN]] + [f"{run_id}: {SKIPPED}" for run_id in POINTERS]
+        [f"{run_id}: {MIGRATED}" for run_id in [*LEGACY, OLD_RUN]] + [f"{run_id}: {ALREADY}" for run_id in POINTERS]
     )
     text = (fixture_repo / log).read_text()
     assert text == expected_log(fixture_repo, False, as_statuses(lines), json.loads(text)["generated_at"])
@@ -209,7 +214,7 @@ def test_real_migration_of_the_fixture_then_again(fixture_repo: Path) -> None:
     again = run_script(MIGRATE, repo=fixture_repo)
     lines, log = split_output(again.stdout)
     assert (again.returncode, again.stderr) == (0, "")
-    assert lines == [f"{run_id}: {SKIPPED}" for run_id in sorted([*LEGACY, OLD_RUN, *POINTERS])]
+    assert lines == [f"{run_id}: {ALREADY}" for run_id in sorted([*LEGACY, OLD_RUN, *POINTERS])]
     assert without(before, snapshot(fixture_repo), log) == before
 
 
@@ -408,7 +413,7 @@ def test_a_killed_pass_is_finished_by_the_next(repo: Path, moved_before_kill: in
     result = run_script(MIGRATE, repo=repo, timeout=300)
     assert result.returncode == 0
     lines, _log = split_output(result.stdout)
-    assert len(lines) == count and all(line.endswith((MIGRATED, SKIPPED)) for line in lines)
+    assert len(lines) == count and all(line.endswith((MIGRATED, ALREADY)) for line in lines)
     loc = locate({"MCP_RUNNER_REPO_ROOT": str(repo)}, cwd=repo)
     for n in range(count):
         run_id = f"run-{n:04d}"
@@ -420,3 +425,39 @@ def test_a_killed_pass_is_finished_by_the_next(repo: Path, moved_before_kill: in
         assert pointers.resolve_manifest(loc, run_id) == runs_root / run_id / "manifest.json"
         assert os.path.realpath(legacy / run_id / "manifest.json") == str(runs_root / run_id / "manifest.json")
     assert sorted(os.listdir(legacy)) == [f"run-{n:04d}" for n in range(count)]  # no journal, no leftovers
+
+
+def test_progress_shows_on_stderr_only_when_it_is_a_terminal(repo: Path) -> None:
+    import pty
+
+    legacy = repo / ".runs" / "local-mcp"
+    for n in range(600):  # progress.MIN_TOTAL is 500
+        (legacy / f"run-{n:04d}").mkdir(parents=True)
+        (legacy / f"run-{n:04d}" / "manifest.json").write_text('{"run_id": "x"}')
+    leader, follower = pty.openpty()
+    try:
+        with subprocess.Popen(
+            [str(SCRIPTS / MIGRATE), "--dry-run"], cwd=repo, env=runner_env(repo),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=follower,
+        ) as process:
+            os.close(follower)
+            follower = -1
+            seen = b""
+            while True:
+                try:
+                    chunk = os.read(leader, 65536)
+                except OSError:  # EIO: the process closed the terminal
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            stdout = process.stdout.read() if process.stdout else b""
+            assert process.wait(timeout=120) == 0
+    finally:
+        os.close(leader)
+        if follower != -1:
+            os.close(follower)
+    assert b"Checking runs: 600/600 (100%)" in seen
+    assert stdout.decode().count(" — Would migrate directory.\n") == 600  # stdout as without a terminal
+    plain = run_script(MIGRATE, "--dry-run", repo=repo)
+    assert (plain.returncode, plain.stderr) == (0, "")
