@@ -5,7 +5,9 @@ The server is spawned with ``subprocess`` *before* the SDK is imported
 up, so the two overlap). The SDK's ``ClientSession`` then runs over our own
 pipe transport, which also
 
-- logs every notification (e.g. a storm of ``codex/event``) to ``runner.log``
+- logs every notification to ``runner.log`` as one readable line (a
+  ``codex/event`` as its type and a short text, see ``mcp_core.codex_events``),
+  keeps the latest as the server's last report (named when a call times out)
   and never fails on one,
 - skips a stray non-JSON line on the server's stdout (logged, not fatal),
 - ends the session at once when the server's stdout closes (it died), so
@@ -32,6 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from mcp_core.codex_events import LatestEvent, describe_codex_event, shorten
+from mcp_core.jsfmt import iso_now
+
 if TYPE_CHECKING:
     from mcp import ClientSession
     from mcp.shared.dispatcher import ProgressFnT
@@ -40,16 +45,31 @@ LogFn = Callable[[str], None]
 E = TypeVar("E", bound=BaseException)
 INITIALIZE_TIMEOUT_SECONDS = 60.0
 LOGGED_MESSAGE_CHARS = 2000
+# After a cancel (or a timeout's cancel) a server that reported a turn in
+# progress (Codex) gets this long to report its end before it is stopped.
+TURN_END_GRACE_SECONDS = 3.0
+REQUEST_TIMEOUT_CODE = -32001
 _PR_SET_PDEATHSIG = 1
+# Codex events that end a turn (codex mcp-server), and the one that opens it.
+_TURN_START = "task_started"
+_TURN_ENDS = frozenset({"task_complete", "turn_aborted", "turn_complete"})
 
 
 class ToolInvocationError(Exception):
-    """The tool call raised: timeout, server died, protocol error, isError result."""
+    """The tool call raised: timeout, server died, protocol error, isError result.
 
-    def __init__(self, message: str, stack: str | None = None) -> None:
+    ``message`` is the server's own text (a JSON-RPC error's message, without
+    the SDK's " (MCP error N)"); ``code`` the JSON-RPC error code, if any."""
+
+    def __init__(self, message: str, stack: str | None = None, code: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.stack = stack
+        self.code = code
+
+
+class CallCancelled(Exception):
+    """The call in progress was cancelled (``McpSession.cancel_call``)."""
 
 
 def first_instance(exc: BaseException, kind: type[E]) -> E | None:
@@ -171,8 +191,41 @@ def _short(text: str) -> str:
     return text if len(text) <= LOGGED_MESSAGE_CHARS else text[:LOGGED_MESSAGE_CHARS] + "…"
 
 
+class ServerReports:
+    """What the server reports by notification: one readable log line each,
+    the latest (``last``, also kept in the run's latest-event file) and
+    whether a Codex turn is open."""
+
+    def __init__(self, log: LogFn, latest: LatestEvent | None = None) -> None:
+        self.log = log
+        self.latest = latest if latest is not None else LatestEvent(None)
+        self.turn_open = False
+
+    @property
+    def last(self) -> str | None:
+        return self.latest.text
+
+    def notification(self, method: str, params: Any) -> None:
+        if method == "codex/event":
+            msg = params.get("msg") if isinstance(params, dict) else None
+            text = describe_codex_event(msg)
+            kind = msg.get("type") if isinstance(msg, dict) else None
+            if kind == _TURN_START:
+                self.turn_open = True
+            elif kind in _TURN_ENDS:
+                self.turn_open = False
+            self.log(f"codex event {text}")
+        else:
+            detail = "" if params is None else ": " + shorten(json.dumps(params, ensure_ascii=False))
+            text = f"{method}{detail}"
+            self.log(f"notification {text}")
+        self.latest.note(text, iso_now())
+
+
 @contextlib.asynccontextmanager
-async def pipe_transport(process: subprocess.Popen[bytes], log: LogFn) -> AsyncIterator[tuple[Any, Any]]:
+async def pipe_transport(
+    process: subprocess.Popen[bytes], log: LogFn, reports: ServerReports | None = None
+) -> AsyncIterator[tuple[Any, Any]]:
     """The SDK's (read stream, write stream) pair over the server's pipes."""
     import anyio
     import mcp_types
@@ -196,7 +249,7 @@ async def pipe_transport(process: subprocess.Popen[bytes], log: LogFn) -> AsyncI
             log(f"ignored a line on the MCP server's stdout that is not JSON-RPC: {_short(text)}")
             return None
         if isinstance(message, mcp_types.JSONRPCNotification):
-            log(f"notification {message.method}: {_short(text)}")
+            (reports or ServerReports(log)).notification(message.method, message.params)
         return message
 
     async def read_lines() -> None:
@@ -257,6 +310,7 @@ class McpSession:
         tool_schema: dict[str, Any] | None,
         log: LogFn,
         describe_failure: Callable[[str], str] = lambda reason: reason,
+        reports: ServerReports | None = None,
     ) -> None:
         self.session = session
         self.tool_schema = tool_schema
@@ -264,10 +318,13 @@ class McpSession:
         self.describe_failure = describe_failure
         # Progress messages of a call, for a server that sends a command's output that way.
         self.on_progress: ProgressFnT | None = None
+        self.reports = reports if reports is not None else ServerReports(log)
+        self._call_scope: Any = None
 
-    def tool_arguments(self, prompt: str, approval_policy: str, repo_root: Path) -> dict[str, Any]:
+    def tool_arguments(self, prompt: str, approval_policy: str, repo_root: Path, sandbox: str) -> dict[str, Any]:
         """``approval-policy`` where the advertised schema names it, else
-        ``approval_policy``; ``cwd`` (the repo root) where the schema has it."""
+        ``approval_policy``; ``cwd`` (the repo root) and ``sandbox`` where the
+        schema has them."""
         properties = (self.tool_schema or {}).get("properties")
         names = properties if isinstance(properties, dict) else {}
         arguments: dict[str, Any] = {"prompt": prompt}
@@ -277,29 +334,69 @@ class McpSession:
             arguments["approval_policy"] = approval_policy
         if "cwd" in names:
             arguments["cwd"] = str(repo_root)
+        if "sandbox" in names:
+            arguments["sandbox"] = sandbox
         return arguments
 
+    def cancel_call(self) -> bool:
+        """Cancel the call in progress (the SDK sends ``notifications/cancelled``);
+        False when there is none."""
+        if self._call_scope is None:
+            return False
+        self._call_scope.cancel()
+        return True
+
     async def call_tool(self, name: str, arguments: dict[str, Any], timeout_seconds: float) -> ToolAnswer:
-        """Call a tool; raise ToolInvocationError on anything but an answer."""
+        """Call a tool; raise ToolInvocationError on anything but an answer,
+        CallCancelled when ``cancel_call`` stopped it."""
+        import anyio
         from mcp import MCPError
 
-        try:
-            result = await self.session.call_tool(
-                name, arguments, read_timeout_seconds=timeout_seconds, progress_callback=self.on_progress
-            )
-        except MCPError as exc:
-            raise ToolInvocationError(self.describe_failure(_mcp_error_text(exc)), traceback.format_exc()) from exc
-        except Exception as exc:  # protocol errors, validation errors, a closed stream
-            message = self.describe_failure(f"{type(exc).__name__}: {exc}")
-            raise ToolInvocationError(message, traceback.format_exc()) from exc
+        with anyio.CancelScope() as scope:
+            self._call_scope = scope
+            try:
+                result = await self.session.call_tool(
+                    name, arguments, read_timeout_seconds=timeout_seconds, progress_callback=self.on_progress
+                )
+            except MCPError as exc:
+                stack = traceback.format_exc()
+                if exc.code == REQUEST_TIMEOUT_CODE:
+                    message = self.describe_failure(self.timeout_message(timeout_seconds))  # before the cancel
+                    await self.let_turn_end()
+                    raise ToolInvocationError(message, stack, exc.code) from exc
+                raise ToolInvocationError(self.describe_failure(_mcp_error_text(exc)), stack, exc.code) from exc
+            except Exception as exc:  # protocol errors, validation errors, a closed stream
+                message = self.describe_failure(f"{type(exc).__name__}: {exc}")
+                raise ToolInvocationError(message, traceback.format_exc()) from exc
+            finally:
+                self._call_scope = None
+        if scope.cancelled_caught:
+            await self.let_turn_end()
+            raise CallCancelled()
         content = [item.model_dump(mode="json", by_alias=True, exclude_none=True) for item in result.content]
         return ToolAnswer(content, bool(result.is_error))
 
+    def timeout_message(self, timeout_seconds: float) -> str:
+        last = self.reports.last
+        report = f"its last report: {last}" if last else "it reported nothing"
+        return f"The MCP server gave no answer within {timeout_seconds:g} seconds (the run's timeout); {report}"
+
+    async def let_turn_end(self, grace: float = TURN_END_GRACE_SECONDS) -> None:
+        """After a cancel: wait up to ``grace`` seconds while the server reports
+        a turn still open (Codex ends it with ``turn_aborted``)."""
+        import anyio
+
+        with anyio.CancelScope(shield=True), anyio.move_on_after(grace):
+            if self.reports.turn_open:
+                self.log("waiting for the MCP server to end its turn")
+            while self.reports.turn_open:
+                await anyio.sleep(0.05)
+        self.reports.latest.flush()
+
 
 def _mcp_error_text(exc: Exception) -> str:
-    code = getattr(exc, "code", None)
-    message = getattr(exc, "message", None) or str(exc)
-    return f"{message} (MCP error {code})" if code is not None else message
+    """A JSON-RPC error's own message, as the server sent it (its code is kept apart)."""
+    return getattr(exc, "message", None) or str(exc)
 
 
 @contextlib.asynccontextmanager
@@ -309,16 +406,23 @@ async def connect(
     log: LogFn,
     initialize_timeout: float = INITIALIZE_TIMEOUT_SECONDS,
     tool_name: str = "codex",
+    latest: LatestEvent | None = None,
 ) -> AsyncIterator[McpSession]:
     """Initialize a session with the spawned server and read its tool schema.
 
     Raises ToolInvocationError when the server does not initialize (it died,
     exited at once, answered garbage, or did not answer in time).
     """
+    reports = ServerReports(log, latest)
     async with (
-        pipe_transport(process, log) as (read_stream, write_stream),
+        pipe_transport(process, log, reports) as (read_stream, write_stream),
         initialized_session(
-            read_stream, write_stream, log=log, initialize_timeout=initialize_timeout, tool_name=tool_name
+            read_stream,
+            write_stream,
+            log=log,
+            initialize_timeout=initialize_timeout,
+            tool_name=tool_name,
+            reports=reports,
         ) as session,
     ):
         yield session
@@ -333,6 +437,7 @@ async def initialized_session(
     initialize_timeout: float,
     tool_name: str,
     describe_failure: Callable[[str], str] = lambda reason: reason,
+    reports: ServerReports | None = None,
 ) -> AsyncIterator[McpSession]:
     """A ClientSession over a transport's streams, initialized, with the tool's
     schema read. ``describe_failure`` may add what the transport knows to the
@@ -357,7 +462,9 @@ async def initialized_session(
             ) from exc
         except MCPError as exc:
             raise ToolInvocationError(
-                describe_failure(f"MCP server failed to initialize: {_mcp_error_text(exc)}"), traceback.format_exc()
+                describe_failure(f"MCP server failed to initialize: {_mcp_error_text(exc)}"),
+                traceback.format_exc(),
+                exc.code,
             ) from exc
         except Exception as exc:
             raise ToolInvocationError(
@@ -380,7 +487,7 @@ async def initialized_session(
                 log(f"the MCP server lists no {tool_name!r} tool")
         except Exception as exc:  # a server without tools/list still gets its call
             log(f"tools/list failed ({type(exc).__name__}: {exc}); sending approval_policy")
-        yield McpSession(session, schema, log, describe_failure)
+        yield McpSession(session, schema, log, describe_failure, reports)
 
 
 # -- a server reached over streamable HTTP (``MCP_RUNNER_SERVER=http://...``) --

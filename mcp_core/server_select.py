@@ -12,6 +12,16 @@
   (e.g. ``mcp-runner serve`` on another host), with ``MCP_RUNNER_SERVER_TOKEN`` as
   its bearer token; nothing is spawned;
 - anything else: that command line (shell words), spawned as a stdio MCP server.
+
+``codex`` with a Codex that has no ``mcp-server`` (0.154.0 on) is refused with
+one line naming its version and what to use instead (``codex_mcp_server_problem``;
+``run-local-mcp.sh --dry-run`` reports the same line through
+``mcp_core.commands.codex_check``).
+
+``MCP_RUNNER_CODEX_SANDBOX`` (read-only, workspace-write or danger-full-access;
+default workspace-write) is the sandbox Codex runs commands in, in every mode:
+sent as the tool's ``sandbox`` argument where its schema has one, and given to
+``codex exec --sandbox`` by the bridge. Any other value fails the run at once.
 """
 
 from __future__ import annotations
@@ -31,6 +41,19 @@ RUN_LOCAL_MCP = "run-local-mcp.sh"
 HELP_TIMEOUT_SECONDS = 15.0
 SERVER_TOKEN_ENV = "MCP_RUNNER_SERVER_TOKEN"
 HTTP_MODE = "http"
+SANDBOX_ENV = "MCP_RUNNER_CODEX_SANDBOX"
+SANDBOX_MODES = ("read-only", "workspace-write", "danger-full-access")
+DEFAULT_SANDBOX = "workspace-write"
+
+
+def sandbox_mode(env: Mapping[str, str]) -> str:
+    """The sandbox for Codex: ``MCP_RUNNER_CODEX_SANDBOX``, default workspace-write."""
+    mode = (env.get(SANDBOX_ENV) or "").strip() or DEFAULT_SANDBOX
+    if mode not in SANDBOX_MODES:
+        raise RunnerError(
+            f"{SANDBOX_ENV}={mode!r} is not a sandbox mode; use read-only, workspace-write or danger-full-access."
+        )
+    return mode
 
 
 @dataclass(frozen=True)
@@ -46,6 +69,25 @@ class ServerChoice:
         return {"mode": self.mode, "command": shlex.join(self.command)}
 
 
+def _codex_output(
+    codex: str, argument: str, env: Mapping[str, str] | None, timeout: float = HELP_TIMEOUT_SECONDS
+) -> str | None:
+    """``codex <argument>``'s stdout, or None when it cannot be run, fails or hangs."""
+    try:
+        result = subprocess.run(
+            [codex, argument],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            env=None if env is None else dict(env),
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout if result.returncode == 0 else None
+
+
 def codex_has_mcp_server(
     codex: str, env: Mapping[str, str] | None = None, timeout: float = HELP_TIMEOUT_SECONDS
 ) -> bool:
@@ -55,21 +97,26 @@ def codex_has_mcp_server(
     since 0.169.0 answers it with the general banner and exit 0. A codex that
     cannot be run, fails or does not answer in ``timeout`` seconds has none.
     """
-    try:
-        result = subprocess.run(
-            [codex, "--help"],
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-            env=None if env is None else dict(env),
-        )
-    except (OSError, subprocess.SubprocessError):
-        return False
-    if result.returncode != 0:
-        return False
-    return "mcp-server" in help_commands(result.stdout)
+    help_text = _codex_output(codex, "--help", env, timeout)
+    return help_text is not None and "mcp-server" in help_commands(help_text)
+
+
+def codex_version(codex: str, env: Mapping[str, str] | None = None) -> str:
+    """The version ``codex --version`` prints (``codex-cli 0.171.0`` -> ``0.171.0``)."""
+    words = (_codex_output(codex, "--version", env) or "").split()
+    return words[-1] if words else "unknown version"
+
+
+def codex_mcp_server_problem(env: Mapping[str, str]) -> str | None:
+    """Why ``codex mcp-server`` cannot serve here, as one line; None when it can
+    (or when no codex is on PATH: run-local-mcp.sh says that itself)."""
+    codex = shutil.which("codex", path=env.get("PATH"))
+    if codex is None or codex_has_mcp_server(codex, env):
+        return None
+    return (
+        f"this codex ({codex_version(codex, env)}) has no mcp-server; "
+        "use MCP_RUNNER_SERVER=codex-exec or auto"
+    )
 
 
 def help_commands(help_text: str) -> list[str]:
@@ -117,7 +164,10 @@ def http_choice(url: str) -> ServerChoice:
 
 
 def choose_server(repo_root: Path, env: Mapping[str, str]) -> ServerChoice:
+    """The server for a run; RunnerError (one line) when it cannot be used."""
+    sandbox_mode(env)
     requested = (env.get("MCP_RUNNER_SERVER") or "auto").strip() or "auto"
+    explicit_codex = requested == "codex"
     if requested.lower().startswith(("http://", "https://")):
         return http_choice(requested)
     if requested == "auto":
@@ -133,6 +183,9 @@ def choose_server(repo_root: Path, env: Mapping[str, str]) -> ServerChoice:
     if requested == "codex-exec":
         return ServerChoice("codex-exec", [sys.executable, "-m", "mcp_core.servers.codex_exec"])
     if requested == "codex":
+        problem = codex_mcp_server_problem(env) if explicit_codex else None
+        if problem is not None:
+            raise RunnerError(problem)
         script = run_local_mcp_script(env)
         if script is None:  # wrappers copied without it: what the script would exec
             return ServerChoice("codex", ["codex", "-C", str(repo_root), "mcp-server"])

@@ -26,11 +26,20 @@ from typing import Any
 
 from mcp_core import launch, lifecycle, paths, process, store
 from mcp_core import manifest as manifest_mod
+from mcp_core.codex_events import LATEST_EVENT_ENV, LATEST_EVENT_NAME, LatestEvent
 from mcp_core.error_artifacts import write_error_artifact
 from mcp_core.errors import RunnerError
 from mcp_core.jsfmt import iso_now
-from mcp_core.mcp_client import McpSession, ToolAnswer, ToolInvocationError, spawn_server, stop_server, tool_error_in
-from mcp_core.server_select import SERVER_TOKEN_ENV, ServerChoice, choose_server
+from mcp_core.mcp_client import (
+    CallCancelled,
+    McpSession,
+    ToolAnswer,
+    ToolInvocationError,
+    spawn_server,
+    stop_server,
+    tool_error_in,
+)
+from mcp_core.server_select import SERVER_TOKEN_ENV, ServerChoice, choose_server, sandbox_mode
 from mcp_core.servers.common import COMMAND_MARKER, REQUEST_TIMEOUT_ENV, TOOL_NAME
 
 CANCEL_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -131,11 +140,16 @@ class Failure:
     response_file: str | None = None
 
 
-def invocation_failure(position: int, message: str, stack: str | None, response_file: str | None = None) -> Failure:
+def invocation_failure(
+    position: int, message: str, stack: str | None, response_file: str | None = None, code: int | None = None
+) -> Failure:
+    details: dict[str, Any] = {"message": message, "stack": stack}
+    if code is not None:  # a JSON-RPC error's code, kept apart from the server's message
+        details["code"] = code
     return Failure(
         position,
         "tool-invocation-error",
-        {"message": message, "stack": stack},
+        details,
         f"Tool invocation failed: {message}",
         response_file=response_file,
     )
@@ -155,7 +169,10 @@ class Worker:
         self.heartbeat_thread: threading.Thread | None = None
         self.timeout_seconds = DEFAULT_TIMEOUT_SECONDS
         self.approval_policy = "never"
+        self.sandbox = "workspace-write"
         self.connected = False
+        self.session: McpSession | None = None
+        self.latest_event = LatestEvent(run_dir / LATEST_EVENT_NAME)
 
     # -- logging, saving, signals --------------------------------------------
 
@@ -186,6 +203,10 @@ class Worker:
         # No logging here: a handler that prints could re-enter a write in progress.
         if self.signal_received is None:
             self.signal_received = signum
+        # A call in progress is cancelled first (the server is told, and a turn
+        # in progress gets a moment to end); the session closes after it.
+        if self.session is not None and self.session.cancel_call():
+            return
         if self._cancel is not None:
             self._cancel()
 
@@ -212,6 +233,7 @@ class Worker:
             return self.conclude("cancelled", None)
         try:
             choice = choose_server(self.loc.repo_root, os.environ)
+            self.sandbox = sandbox_mode(os.environ)
         except RunnerError as exc:
             return self.conclude("failed", self.first_open_failure(exc.message, None))
         self.server_record = choice.describe()
@@ -243,6 +265,7 @@ class Worker:
     def spawn(self, choice: ServerChoice) -> subprocess.Popen[bytes]:
         env = dict(os.environ)
         env[REQUEST_TIMEOUT_ENV] = repr(self.timeout_seconds)
+        env[LATEST_EVENT_ENV] = str(self.run_dir / LATEST_EVENT_NAME)
         if choice.mode in ("local", "codex-exec"):
             # The bundled servers run from this package (installed, or this checkout).
             env = launch.with_package_importable(env, self.loc.repo_root)
@@ -269,6 +292,7 @@ class Worker:
                 scope.cancel()
             try:
                 async with self.open_session() as session:
+                    self.session = session
                     if self.on_connected():
                         result = await self.run_commands(session)
                     else:
@@ -277,8 +301,9 @@ class Worker:
                 error = tool_error_in(exc)
                 if error is None:
                     raise
-                result = ("failed", self.first_open_failure(error.message, error.stack))
+                result = ("failed", self.first_open_failure(error.message, error.stack, error.code))
             finally:
+                self.session = None
                 self._cancel = None
                 for signum in CANCEL_SIGNALS:
                     loop.remove_signal_handler(signum)
@@ -293,7 +318,7 @@ class Worker:
             token = os.environ.get(SERVER_TOKEN_ENV)
             return connect_http(self.server_url, token=token, request_timeout=self.timeout_seconds, log=self.log)
         assert self.server is not None
-        return connect(self.server, log=self.log)
+        return connect(self.server, log=self.log, latest=self.latest_event)
 
     def on_connected(self) -> bool:
         """The first save once connected: runner_pid and a fresh heartbeat, before any command."""
@@ -362,12 +387,16 @@ class Worker:
             text = text if isinstance(text, str) else str(text)
             self.mark_running(position)
             self.log(f"command {command.get('index')} started: {text}")
-            arguments = session.tool_arguments(build_prompt(text), self.approval_policy, self.loc.repo_root)
+            arguments = session.tool_arguments(
+                build_prompt(text), self.approval_policy, self.loc.repo_root, self.sandbox
+            )
             try:
                 answer = await session.call_tool(TOOL_NAME, arguments, self.timeout_seconds)
+            except CallCancelled:
+                return ("cancelled", None)
             except ToolInvocationError as exc:
                 self.log(f"command {command.get('index')}: tool invocation failed: {exc.message}")
-                return ("failed", invocation_failure(position, exc.message, exc.stack))
+                return ("failed", invocation_failure(position, exc.message, exc.stack, code=exc.code))
             lifecycle.fault_point("after-tool-call")  # tests/chaos: the command ran, nothing recorded yet
             failure = self.record_answer(position, command, answer)
             if failure is not None:
@@ -428,7 +457,7 @@ class Worker:
             exit_code=result.exit_code, manifest_path=result.manifest_path, response_file=response_file,
         )
 
-    def first_open_failure(self, message: str, stack: str | None) -> Failure | None:
+    def first_open_failure(self, message: str, stack: str | None, code: int | None = None) -> Failure | None:
         """A failure before any call (no server, no session): it lands on the
         first command that has not succeeded."""
         try:
@@ -437,7 +466,7 @@ class Worker:
             return None
         for position, command in enumerate(commands):
             if isinstance(command, dict) and command.get("status") != "succeeded":
-                return invocation_failure(position, message, stack)
+                return invocation_failure(position, message, stack, code=code)
         return None
 
     # -- endings --------------------------------------------------------------

@@ -15,7 +15,7 @@ and result.json with the exit code when the server ends.
 Options:
   --repo PATH   Repository root (default: the git top level, else the current directory)
   --no-log      Record nothing; only start the server
-  --dry-run     Check the prerequisites (codex CLI, repository root) and exit
+  --dry-run     Check the prerequisites (codex CLI with mcp-server, repository root) and exit
   --help        Show this message
 
 Arguments after a lone `--` are passed to `codex mcp-server`.
@@ -111,6 +111,13 @@ repo_root="$(cd -- "$repo_root" && pwd)"
 if [[ "$dry_run" == true ]]; then
   echo "codex CLI available: $codex_path"
   echo "Repository root: $repo_root"
+  # Codex 0.154.0 on has no mcp-server: say so (one line on stderr, exit 1),
+  # by the same rule the runner picks its server with.
+  scripts_dir="${BASH_SOURCE[0]%/*}"
+  [[ "$scripts_dir" != "${BASH_SOURCE[0]}" ]] || scripts_dir=.
+  if [[ -f "$scripts_dir/_runner-python.sh" ]]; then
+    bash "$scripts_dir/_runner-python.sh" codex-check || exit 1
+  fi
   exit 0
 fi
 

@@ -14,6 +14,7 @@ import pytest
 from runs import group_members, misbehaving_server, pid_alive, wait_for
 
 from mcp_core.mcp_client import (
+    CallCancelled,
     McpSession,
     ToolAnswer,
     ToolInvocationError,
@@ -72,13 +73,14 @@ def call(prompt: str = "Run the exact shell command: true", timeout: float = 20)
 @pytest.mark.parametrize(
     ("schema", "expected"),
     [
+        ("codex", {"prompt": "p", "approval-policy": "never", "cwd": "/repo", "sandbox": "read-only"}),
         ("hyphen", {"prompt": "p", "approval-policy": "never", "cwd": "/repo"}),
         ("underscore", {"prompt": "p", "approval_policy": "never"}),
     ],
 )
 def test_arguments_follow_the_advertised_schema(tmp_path: Path, schema: str, expected: dict[str, str]) -> None:
     async def body(session: McpSession) -> dict[str, Any]:
-        return session.tool_arguments("p", "never", Path("/repo"))
+        return session.tool_arguments("p", "never", Path("/repo"), "read-only")
 
     assert session_run(start("ok", schema, tmp_path=tmp_path), Logged(), body) == expected
 
@@ -103,19 +105,21 @@ def test_stray_lines_are_skipped_and_logged(tmp_path: Path) -> None:
     assert any("not JSON-RPC: this line is not JSON-RPC" in line for line in log.lines)
 
 
-def test_notification_storms_are_logged(tmp_path: Path) -> None:
+def test_notification_storms_are_logged_one_readable_line_each(tmp_path: Path) -> None:
     log = Logged()
     answer = session_run(start("storm", tmp_path=tmp_path), log, call())
     assert answer.is_error is False
-    assert sum("notification codex/event" in line for line in log.lines) == 2000
-    assert any("notification notifications/message" in line for line in log.lines)
+    assert sum(line == "codex event delta" for line in log.lines) == 2000
+    assert "notification notifications/message: {\"level\": \"info\", \"data\": \"busy\"}" in log.lines
 
 
-@pytest.mark.parametrize(("mode", "message"), [("crash", "Connection closed"), ("rpc-error", "internal boom")])
-def test_failed_calls_raise(tmp_path: Path, mode: str, message: str) -> None:
+@pytest.mark.parametrize(
+    ("mode", "message", "code"), [("crash", "Connection closed", -32000), ("rpc-error", "internal boom", -32603)]
+)
+def test_failed_calls_raise_with_the_servers_own_message(tmp_path: Path, mode: str, message: str, code: int) -> None:
     with pytest.raises(ToolInvocationError) as caught:
         session_run(start(mode, tmp_path=tmp_path), Logged(), call())
-    assert message in caught.value.message
+    assert (caught.value.message, caught.value.code) == (message, code)  # no " (MCP error N)" appended
     assert caught.value.stack
 
 
@@ -141,7 +145,9 @@ def test_the_call_timeout_is_honoured_and_the_hung_server_is_killed(tmp_path: Pa
     server = start("hang", tmp_path=tmp_path, env={**os.environ, "RAWSERVER_PID_FILE": str(pid_file)})
     with pytest.raises(ToolInvocationError) as caught:
         session_run(server, Logged(), call(timeout=0.5))
-    assert "timed out" in caught.value.message
+    assert caught.value.message == (
+        "The MCP server gave no answer within 0.5 seconds (the run's timeout); it reported nothing"
+    )
     # stop_server ran: the server ignored SIGTERM and a closed stdin, so SIGKILL
     # went to its whole group, child included.
     server_pid, child_pid = (int(n) for n in pid_file.read_text().split())
@@ -158,3 +164,42 @@ def test_the_tool_error_is_found_however_deeply_it_is_grouped() -> None:
     assert tool_error_in(nested) is error
     assert tool_error_in(ExceptionGroup("none", [ValueError("v")])) is None
     assert tool_error_in(ValueError("v")) is None
+
+
+def test_a_timeout_names_the_servers_last_report(tmp_path: Path) -> None:
+    env = {**os.environ, "RAWSERVER_CANCEL_FILE": str(tmp_path / "c")}
+    server = start("hang-reporting", tmp_path=tmp_path, env=env)
+    log = Logged()
+    with pytest.raises(ToolInvocationError) as caught:
+        session_run(server, log, call(timeout=1))
+    assert caught.value.message == (
+        "The MCP server gave no answer within 1 seconds (the run's timeout); "
+        "its last report: stream_error: Reconnecting... waiting for network"
+    )
+    assert "codex event turn_aborted: interrupted" in log.lines  # the courtesy cancel ended the turn
+
+
+def test_a_cancelled_call_tells_the_server_and_lets_its_turn_end(tmp_path: Path) -> None:
+    cancel_file = tmp_path / "cancelled"
+    server = start("hang-reporting", tmp_path=tmp_path, env={**os.environ, "RAWSERVER_CANCEL_FILE": str(cancel_file)})
+    log = Logged()
+
+    async def body(session: McpSession) -> None:
+        async def cancel_once_reported() -> None:
+            while session.reports.last is None or "Reconnecting" not in session.reports.last:
+                await anyio.sleep(0.02)
+            assert session.cancel_call()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(cancel_once_reported)
+            with pytest.raises(CallCancelled):
+                await session.call_tool("codex", {"prompt": "Run the exact shell command: true"}, 60)
+        assert session.reports.turn_open is False
+        assert session.cancel_call() is False  # no call in progress any more
+
+    session_run(server, log, body)
+    [cancelled] = [line for line in cancel_file.read_text().splitlines()]
+    assert '"requestId"' in cancelled
+    assert log.lines.index("codex event turn_aborted: interrupted") > log.lines.index(
+        "codex event stream_error: Reconnecting... waiting for network"
+    )

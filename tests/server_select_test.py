@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from mcp_core.errors import RunnerError
-from mcp_core.server_select import ServerChoice, choose_server, codex_has_mcp_server, help_commands
+from mcp_core.server_select import (
+    ServerChoice,
+    choose_server,
+    codex_has_mcp_server,
+    codex_mcp_server_problem,
+    help_commands,
+    sandbox_mode,
+)
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 FAKE_CODEX = CHECKOUT / "tests" / "fake_codex" / "codex"
@@ -159,3 +166,41 @@ def test_bad_command_lines_are_refused(tmp_path: Path, value: str, message: str)
     with pytest.raises(RunnerError) as raised:
         choose_server(tmp_path, {**env_with(None), "MCP_RUNNER_SERVER": value})
     assert raised.value.message == message
+
+
+def fake_codex_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    if not (bin_dir / "codex").exists():
+        (bin_dir / "codex").symlink_to(FAKE_CODEX)
+    return {"PATH": os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent), os.environ["PATH"]]), **extra}
+
+
+def test_codex_mode_on_a_codex_without_mcp_server_says_what_to_use(tmp_path: Path) -> None:
+    env = fake_codex_env(tmp_path, MCP_RUNNER_SERVER="codex")
+    line = "this codex (0.169.0-fake) has no mcp-server; use MCP_RUNNER_SERVER=codex-exec or auto"
+    assert codex_mcp_server_problem(env) == line
+    with pytest.raises(RunnerError) as raised:
+        choose_server(tmp_path, env)
+    assert raised.value.message == line
+    env["FAKE_CODEX_MCP_SERVER"] = "1"
+    assert codex_mcp_server_problem(env) is None
+    assert choose_server(tmp_path, env).mode == "codex"
+
+
+@pytest.mark.parametrize(
+    ("value", "mode"),
+    [(None, "workspace-write"), ("", "workspace-write"), ("read-only", "read-only"),
+     (" danger-full-access ", "danger-full-access"), ("workspace-write", "workspace-write")],
+)
+def test_the_sandbox_defaults_to_workspace_write(value: str | None, mode: str) -> None:
+    assert sandbox_mode({} if value is None else {"MCP_RUNNER_CODEX_SANDBOX": value}) == mode
+
+
+@pytest.mark.parametrize("server", ["local", "codex-exec", "codex", "auto", "python3 -m x"])
+def test_a_bad_sandbox_is_one_clear_line_in_every_mode(tmp_path: Path, server: str) -> None:
+    with pytest.raises(RunnerError) as raised:
+        choose_server(tmp_path, {**env_with(None), "MCP_RUNNER_SERVER": server, "MCP_RUNNER_CODEX_SANDBOX": "full"})
+    assert raised.value.message == (
+        "MCP_RUNNER_CODEX_SANDBOX='full' is not a sandbox mode; use read-only, workspace-write or danger-full-access."
+    )

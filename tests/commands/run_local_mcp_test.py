@@ -114,10 +114,18 @@ def test_missing_repo_directory(tmp_path: Path, root: Path) -> None:
 
 
 def test_dry_run_prints_the_codex_and_the_root(tmp_path: Path, root: Path) -> None:
-    done = run("--dry-run", "--repo", str(root), env=env_for(tmp_path), cwd=tmp_path)
+    done = run("--dry-run", "--repo", str(root), env=env_for(tmp_path, FAKE_CODEX_MCP_SERVER="1"), cwd=tmp_path)
     assert done.returncode == 0
     assert done.stdout == f"codex CLI available: {tmp_path / 'bin' / 'codex'}\nRepository root: {root}\n"
     assert done.stderr == ""
+    assert not (root / ".runs").exists() and calls(tmp_path) == []
+
+
+def test_dry_run_fails_on_a_codex_without_mcp_server(tmp_path: Path, root: Path) -> None:
+    done = run("--dry-run", "--repo", str(root), env=env_for(tmp_path), cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stdout == f"codex CLI available: {tmp_path / 'bin' / 'codex'}\nRepository root: {root}\n"
+    assert done.stderr == "this codex (0.169.0-fake) has no mcp-server; use MCP_RUNNER_SERVER=codex-exec or auto\n"
     assert not (root / ".runs").exists() and calls(tmp_path) == []
 
 

@@ -175,20 +175,20 @@ def test_over_mcp_each_call_runs_codex_exec_once_with_the_documented_arguments(t
         "-C",
         str(bridge.root),
         "--skip-git-repo-check",
-        "--ephemeral",
         "--sandbox",
         "workspace-write",
         "-c",
         'approval_policy="never"',
         "--output-schema",
+        argv[9],
     ]
-    assert argv[11] == "-o"
+    assert argv[10] == "-o"
     assert argv[-2:] == ["--", PROMPT + "echo out-$((40+2)); echo err >&2"]
     assert calls[0]["cwd"] == str(bridge.root)
     assert calls[0]["stdin"] == "/dev/null"  # never the MCP channel
     assert calls[0]["pgid"] == calls[0]["pid"]  # its own process group
     # The schema and final-message files lived in a scratch dir that is gone.
-    assert not Path(argv[10]).exists() and not Path(argv[12]).exists()
+    assert not Path(argv[9]).exists() and not Path(argv[11]).exists()
 
     third = exec_argv_of(calls[2])
     assert third[third.index("-C") + 1] == str(elsewhere)
@@ -196,8 +196,15 @@ def test_over_mcp_each_call_runs_codex_exec_once_with_the_documented_arguments(t
     assert calls[2]["cwd"] == str(elsewhere)
 
     log = bridge.stderr()
-    assert '"type": "thread.started"' in log  # Codex's JSONL events reach the server's stderr
-    assert "out-42" in log and "[codex-exec] " in log and "--output-schema" in log
+    # Codex's JSONL events reach the server's stderr as one readable line each.
+    assert "[codex-exec] event thread.started: 00000000-fake-thread\n" in log
+    assert "[codex-exec] event item.started: command_execution echo out-$((40+2)); echo err >&2\n" in log
+    assert "[codex-exec] event turn.completed\n" in log and '"type"' not in log
+    completed = "item.completed: command_execution echo out-$((40+2)); echo err >&2 (exit code 0): err"
+    assert f"[codex-exec] event {completed}\n" in log
+    assert "--output-schema" in log
+    # Its own stderr lines pass as they are.
+    assert "\nWARNING: this is the stand-in codex used by the tests\n" in log
 
 
 def test_the_answer_schema_is_the_workers_json_object() -> None:
@@ -237,7 +244,21 @@ def test_codex_exiting_non_zero_is_a_tool_error_with_its_reason(tmp_path: Path) 
     bridge = Bridge(tmp_path, FAKE_CODEX_MODE="crash")
     with pytest.raises(ToolError) as raised:
         run_direct(bridge)
-    assert str(raised.value) == "codex exec exited with status 1: stand-in crashed mid-turn"
+    assert str(raised.value) == (
+        "codex exec exited with status 1: Error: stand-in crashed mid-turn (last output: "
+        "turn.started | error: stand-in told to crash | turn.failed: stand-in crashed mid-turn)"
+    )
+
+
+def test_codexs_own_error_line_survives_and_backtrace_noise_does_not(tmp_path: Path) -> None:
+    bridge = Bridge(tmp_path)
+    with pytest.raises(ToolError) as raised:
+        run_direct(bridge, approval="untrusted")
+    assert str(raised.value) == (
+        'codex exec exited with status 1: Error: approval_policy = "untrusted" is no longer supported; '
+        "remove this setting (last output: Reading additional input from stdin... | "
+        "WARNING: this is the stand-in codex used by the tests)"
+    )
 
 
 def test_a_usage_error_from_codex_is_a_tool_error(tmp_path: Path) -> None:
@@ -267,7 +288,10 @@ def test_hang_past_the_deadline_kills_the_whole_group(tmp_path: Path, ignore_ter
     bridge = Bridge(tmp_path, FAKE_CODEX_MODE="hang", FAKE_CODEX_IGNORE_TERM=ignore_term)
     with pytest.raises(ToolError) as raised:
         run_direct(bridge, deadline=common.Deadline(1.0, 0.3))
-    assert str(raised.value) == "codex exec gave no answer within 1 seconds; its process group was killed."
+    assert str(raised.value) == (
+        "codex exec gave no answer within 1 seconds; its process group was killed. "
+        "Its last event: error: Reconnecting... 1/5 (stand-in told to hang)"
+    )
     [call] = bridge.calls()
     assert group_members(call["pgid"]) == []  # codex and its grandchild are gone, by SIGKILL if need be
 
@@ -278,7 +302,8 @@ def test_the_servers_deadline_comes_from_the_workers_request_timeout(tmp_path: P
     assert result.is_error
     seconds = common.deadline_for(2.0).seconds
     assert text_of(result).endswith(
-        f"codex exec gave no answer within {seconds:g} seconds; its process group was killed."
+        f"codex exec gave no answer within {seconds:g} seconds; its process group was killed. "
+        "Its last event: error: Reconnecting... 1/5 (stand-in told to hang)"
     )
     [call] = bridge.calls()
     assert group_members(call["pgid"]) == []
@@ -341,13 +366,17 @@ def test_leaving_the_session_mid_call_leaves_no_codex(tmp_path: Path) -> None:
     assert wait_until(lambda: group_members(call["pgid"]) == [], 10)
 
 
-def test_failure_detail_prefers_codex_error_events() -> None:
+def test_failure_detail_prefers_codexs_error_lines_then_its_error_events() -> None:
     tail = b'{"type":"turn.started"}\n{"type":"error","message":"Reconnecting... 1/5"}\nplain\n'
-    assert codex_exec.failure_detail(tail) == "Reconnecting... 1/5"
+    assert codex_exec.failure_detail(tail) == "Reconnecting... 1/5 (last output: turn.started | plain)"
     failed = b'{"type":"error","message":"first"}\n{"type":"turn.failed","error":{"message":"quota"}}\n'
-    assert codex_exec.failure_detail(failed) == "quota"
-    assert codex_exec.failure_detail(b"Error: bad flag\n") == "Error: bad flag"
+    assert codex_exec.failure_detail(failed) == "quota (last output: error: first)"
+    assert codex_exec.failure_detail(b"Error: bad flag\n\nStack backtrace:\n   0: <unknown>\n") == "Error: bad flag"
+    assert codex_exec.failure_detail(b"one\ntwo\nthree\nfour\n   5: <unknown>\n") == "two | three | four"
+    assert codex_exec.failure_detail(b"Stack backtrace:\n  1: <unknown>\n") == "no output"
     assert codex_exec.failure_detail(b"") == "no output"
+    long_error = b"Error: " + b"x" * 500 + b"\n"
+    assert len(codex_exec.failure_detail(long_error)) == common.SUMMARY_LINE_CHARS
 
 
 # --- Through the runner: scripts/mcp-runner-start.sh + poll, the worker, this bridge, the stand-in.
@@ -444,7 +473,7 @@ def test_runs_through_the_bridge_match_runs_through_the_local_executor(tmp_path:
     # What the agent did is in runner.log: the bridge's command line and Codex's JSONL events.
     repo, run_id = started["command-failed", "codex-exec"]
     log = (repo / ".runs/0001/mcp" / run_id / "runner.log").read_text()
-    assert "[codex-exec] " in log and '"type": "item.completed"' in log and '"command": "exit 2"' in log
+    assert "[codex-exec] event item.completed: command_execution exit 2 (exit code 2)\n" in log
 
 
 @pytest.mark.slow
@@ -470,7 +499,7 @@ def test_bridge_failures_end_the_run_with_the_contracts_error_artifacts(tmp_path
         artifact = json.loads((repo / first["error_file"]).read_text())
         assert list(artifact) == ARTIFACT_KEYS and artifact["reason"] == reason
         if reason == "tool-invocation-error":
-            assert list(artifact["details"]) == ["message", "stack"]
+            assert list(artifact["details"]) == ["message", "stack"]  # a tool error: no JSON-RPC code
             assert first["summary"].startswith("Tool invocation failed: ") and first["exit_code"] is None
         else:
             assert list(artifact["details"]) == ["note", "raw_summary", "normalized_response"]
@@ -480,7 +509,50 @@ def test_bridge_failures_end_the_run_with_the_contracts_error_artifacts(tmp_path
             assert wait_until(lambda call=call: group_members(call["pgid"]) == [])
         assert not process.is_alive(manifest["mcp_server"]["pid"], manifest["mcp_server"]["start_ticks"])
     crash = json.loads((started["crash"][0] / ".runs/0001/mcp" / started["crash"][1] / "manifest.json").read_text())
-    assert "codex exec exited with status 1: stand-in crashed mid-turn" in crash["commands"][0]["summary"]
+    assert "codex exec exited with status 1: Error: stand-in crashed mid-turn" in crash["commands"][0]["summary"]
     hang_repo, hang_id = started["hang"]
     hang = json.loads((hang_repo / ".runs/0001/mcp" / hang_id / "manifest.json").read_text())
     assert "codex exec gave no answer within 3.2 seconds" in hang["commands"][0]["summary"]
+
+
+@pytest.mark.slow
+def test_a_killed_worker_leaves_the_bridge_to_stop_quietly(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, "killed")
+    run_id = start_run(repo, "codex-exec", ["true"], "60", FAKE_CODEX_MODE="hang")
+    run_dir = repo / ".runs/0001/mcp" / run_id
+    record = repo.parent / "codex-calls.jsonl"
+    assert wait_until(lambda: record.exists() and "stand-in told to hang" in (run_dir / "runner.log").read_text(), 30)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    os.kill(manifest["runner_pid"], signal.SIGKILL)
+    [call] = [json.loads(line) for line in record.read_text().splitlines()]
+    assert wait_until(lambda: group_members(call["pgid"]) == [], 20)
+    server = manifest["mcp_server"]
+    assert wait_until(lambda: not process.is_alive(server["pid"], server["start_ticks"]), 20)
+    log = (run_dir / "runner.log").read_text()
+    assert "Traceback" not in log and "BrokenPipeError" not in log and "ExceptionGroup" not in log, log
+    # After Codex's last event: a line or two on how the bridge stopped, nothing more.
+    lines = log.splitlines()
+    last_event = max(n for n, line in enumerate(lines) if line.startswith("[codex-exec] event "))
+    assert 1 <= len(lines[last_event + 1 :]) <= 3, lines[last_event + 1 :]
+
+
+@pytest.mark.parametrize(
+    ("server", "env", "message"),
+    [
+        ("codex", {}, "this codex (0.169.0-fake) has no mcp-server; use MCP_RUNNER_SERVER=codex-exec or auto"),
+        (
+            "codex-exec",
+            {"MCP_RUNNER_CODEX_SANDBOX": "bogus"},
+            "MCP_RUNNER_CODEX_SANDBOX='bogus' is not a sandbox mode; "
+            "use read-only, workspace-write or danger-full-access.",
+        ),
+    ],
+)
+def test_a_run_that_cannot_use_its_server_fails_with_one_line_saying_why(
+    tmp_path: Path, server: str, env: dict[str, str], message: str
+) -> None:
+    repo = make_repo(tmp_path, server)
+    manifest = poll_until_ended(repo, start_run(repo, server, ["true"], **env))
+    assert (manifest["status"], manifest["status_detail"]) == ("failed", "tool-invocation-error")
+    assert manifest["commands"][0]["summary"] == f"Tool invocation failed: {message}"
+    assert not (repo.parent / "codex-calls.jsonl").exists()  # no Codex session was started

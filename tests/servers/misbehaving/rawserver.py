@@ -17,13 +17,18 @@ properly; ``tools/call`` goes as ``mode`` says:
     rpc-error    a JSON-RPC error response
     hang         never answers; ignores SIGTERM and stdin EOF; a child `sleep`
                  in its process group (pid written to $RAWSERVER_PID_FILE)
+    hang-reporting  like hang, after the codex/events a Codex turn sends
+                 (task_started, then stream_error "Reconnecting... waiting for
+                 network"); a notifications/cancelled is written to
+                 $RAWSERVER_CANCEL_FILE and answered with a turn_aborted event
     crash        exits with status 3 mid-call
     stray-line   a non-JSON line on stdout before each answer
     storm        2000 codex/event notifications (and a log message) before answering
     exit-at-once exits before reading anything
 
-``schema`` is ``hyphen`` (the Codex 0.153 form: ``approval-policy`` and ``cwd``,
-no additional properties) or ``underscore`` (the old form, the default).
+``schema`` is ``hyphen`` (``approval-policy`` and ``cwd``, no additional
+properties), ``codex`` (the Codex 0.153.4 form: ``hyphen`` plus ``sandbox``) or
+``underscore`` (the old form, the default).
 """
 
 from __future__ import annotations
@@ -52,22 +57,24 @@ def text_result(request_id: object, text: str, is_error: bool = False) -> None:
 
 
 def input_schema() -> dict:
-    if SCHEMA == "hyphen":
-        return {
-            "type": "object",
-            "properties": {
-                "prompt": {"type": "string"},
-                "approval-policy": {"type": "string"},
-                "cwd": {"type": "string"},
-            },
-            "required": ["prompt"],
-            "additionalProperties": False,
+    if SCHEMA in ("hyphen", "codex"):
+        properties: dict = {
+            "prompt": {"type": "string"},
+            "approval-policy": {"type": "string"},
+            "cwd": {"type": "string"},
         }
+        if SCHEMA == "codex":
+            properties["sandbox"] = {"type": "string", "enum": ["read-only", "workspace-write", "danger-full-access"]}
+        return {"type": "object", "properties": properties, "required": ["prompt"], "additionalProperties": False}
     return {
         "type": "object",
         "properties": {"prompt": {"type": "string"}, "approval_policy": {"type": "string"}},
         "required": ["prompt"],
     }
+
+
+def codex_event(msg: dict) -> None:
+    send({"jsonrpc": "2.0", "method": "codex/event", "params": {"id": "1", "msg": msg}})
 
 
 def answer_call(request_id: object, arguments: dict) -> None:
@@ -92,7 +99,10 @@ def answer_call(request_id: object, arguments: dict) -> None:
         text_result(request_id, "approval-policy: unknown field", is_error=True)
     elif MODE == "rpc-error":
         send({"jsonrpc": "2.0", "id": request_id, "error": {"code": -32603, "message": "internal boom"}})
-    elif MODE == "hang":
+    elif MODE in ("hang", "hang-reporting"):
+        if MODE == "hang-reporting":
+            codex_event({"type": "task_started"})
+            codex_event({"type": "stream_error", "message": "Reconnecting... waiting for network"})
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         child = subprocess.Popen(["sleep", "300"], stdin=subprocess.DEVNULL)
         pid_file = os.environ.get("RAWSERVER_PID_FILE")
@@ -144,6 +154,10 @@ def main() -> None:
             send({"jsonrpc": "2.0", "id": request_id, "result": {"tools": [tool]}})
         elif method == "tools/call":
             answer_call(request_id, message["params"].get("arguments") or {})
+        elif method == "notifications/cancelled" and MODE == "hang-reporting":
+            with open(os.environ["RAWSERVER_CANCEL_FILE"], "a") as handle:
+                handle.write(json.dumps(message["params"]) + "\n")
+            codex_event({"type": "turn_aborted", "reason": "interrupted"})
         elif method == "ping":
             send({"jsonrpc": "2.0", "id": request_id, "result": {}})
         elif request_id is not None:
