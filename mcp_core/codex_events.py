@@ -10,18 +10,20 @@ keeps the latest one in ``<run dir>/latest-event.json`` (``{at, event}``,
 replaced atomically, at most a few times a second, bounded in size), so
 showing it costs no manifest write per event.
 
-Standard library only: poll's fast path imports this.
+Standard library only, and nothing at import but os and time: poll's fast
+path imports this (it hands in its own JSON parser).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import time
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: importing typing costs poll's fast path
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from pathlib import Path
+    from typing import Any
 
 LATEST_EVENT_NAME = "latest-event.json"
 # The worker hands the file's path to the MCP server it spawns (the bridge writes it).
@@ -56,6 +58,19 @@ def _describe(kind: str, text: str | None) -> str:
     return shorten(f"{kind}: {text}" if text else kind)
 
 
+def _file_access(profile: Any) -> str | None:
+    """What Codex 0.153.4's ``permission_profile`` lets commands do to files: ``read-only``
+    (the ``read-only`` sandbox), ``writable`` (``workspace-write``) or ``unrestricted``."""
+    file_system = profile.get("file_system") if isinstance(profile, dict) else None
+    if not isinstance(file_system, dict):
+        return None
+    if file_system.get("type") != "restricted":
+        return "unrestricted"
+    entries = file_system.get("entries")
+    writes = isinstance(entries, list) and any(isinstance(e, dict) and e.get("access") == "write" for e in entries)
+    return "writable" if writes else "read-only"
+
+
 def describe_codex_event(msg: Any) -> str:
     """A ``codex/event`` notification's ``params.msg`` (``codex mcp-server``)."""
     if not isinstance(msg, dict):
@@ -70,6 +85,8 @@ def describe_codex_event(msg: Any) -> str:
         parts = [f"model {msg.get('model')}", f"approval {msg.get('approval_policy')}"]
         if isinstance(sandbox, dict) and sandbox.get("type"):
             parts.append(f"sandbox {sandbox['type']}")
+        elif (files := _file_access(msg.get("permission_profile"))) is not None:
+            parts.append(f"files {files}")
         text = ", ".join(parts)
     elif kind == "exec_command_end" and "exit_code" in msg:
         text = f"exit code {msg['exit_code']}"
@@ -145,6 +162,9 @@ class LatestEvent:
 
 def write_latest_event(path: Path, text: str, at: str) -> None:
     """Replace the file whole (write a temporary file, rename); a failure is ignored."""
+    import contextlib
+    import json
+
     data = json.dumps({"at": at, "event": shorten(text)}, ensure_ascii=False) + "\n"
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -155,19 +175,30 @@ def write_latest_event(path: Path, text: str, at: str) -> None:
             temporary.unlink()
 
 
-def read_latest_event(run_dir: Path | str) -> dict[str, str] | None:
-    """``{at, event}`` from the run's file, or None when there is none (or it is unreadable)."""
+def read_latest_event(run_dir: Path | str, loads: Callable[[str], Any] | None = None) -> dict[str, str] | None:
+    """``{at, event}`` from the run's file, or None when there is none (or it is
+    unreadable); ``loads`` parses JSON (default ``json.loads``)."""
     try:
         with open(os.path.join(run_dir, LATEST_EVENT_NAME), encoding="utf-8") as handle:
-            data = json.loads(handle.read(4 * EVENT_TEXT_CHARS + 200))
+            text = handle.read(4 * EVENT_TEXT_CHARS + 200)
     except (OSError, ValueError):
+        return None
+    if loads is None:
+        import json
+
+        loads = json.loads
+    try:
+        data = loads(text)
+    except Exception:  # whatever the parser raises: a torn or foreign file shows nothing
         return None
     if isinstance(data, dict) and isinstance(data.get("at"), str) and isinstance(data.get("event"), str):
         return {"at": data["at"], "event": data["event"]}
     return None
 
 
-def running_command_event(manifest: Mapping[str, Any], run_dir: Path | str) -> str | None:
+def running_command_event(
+    manifest: Mapping[str, Any], run_dir: Path | str, loads: Callable[[str], Any] | None = None
+) -> str | None:
     """The running command's latest event: only while the run is in progress,
     and only an event from after that command started (ISO stamps compare as text)."""
     if manifest.get("status") != "in_progress":
@@ -178,7 +209,7 @@ def running_command_event(manifest: Mapping[str, Any], run_dir: Path | str) -> s
     ) else []
     if not running:
         return None
-    latest = read_latest_event(run_dir)
+    latest = read_latest_event(run_dir, loads)
     started = running[-1].get("started_at")
     if latest is None or (isinstance(started, str) and latest["at"] < started):
         return None

@@ -620,6 +620,8 @@ class Page:
             if a.relative != "manifest.json" and (a.command is None or a.command not in listed)
         )
         summary = esc(run.summary)
+        if run.latest_event:
+            summary += f'<div class="muted mono">now: {esc(run.latest_event)}</div>'
         if run.status == "failed":
             summary += f' <a href="#failure-{number}">error details</a>'
         cells = (

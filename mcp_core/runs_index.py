@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mcp_core.codex_events import running_command_event
 from mcp_core.errors import RunnerError
 from mcp_core.heartbeat import heartbeat_state
 from mcp_core.jsfmt import parse_timestamp_ms
@@ -87,6 +88,7 @@ class RunView:
     heartbeat_age_seconds: float | None  # None once the run has ended: its heartbeat no longer says anything
     ended_ago_seconds: float | None  # from completed_at, for a run that has ended
     summary: str  # first line of the run's summary, else of the failing command's
+    latest_event: str | None = None  # the running command's latest Codex event (mcp_core.codex_events)
 
 
 def validate_task_id(task_id: str) -> str:
@@ -263,6 +265,7 @@ def view(record: RunRecord, now_ms: float) -> RunView:
         heartbeat_age_seconds=None if record.terminal else beat["age_seconds"],
         ended_ago_seconds=_seconds_since(completed_at, now_ms) if record.terminal else None,
         summary=summary,
+        latest_event=None if record.terminal else running_command_event(manifest, record.run_dir),
     )
 
 

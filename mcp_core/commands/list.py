@@ -92,6 +92,7 @@ def run_json(loc: Locations, run: RunView) -> dict[str, Any]:
         "heartbeat_age_seconds": run.heartbeat_age_seconds,
         "summary": run.summary,
         "manifest": f"{loc.rel(loc.runs_root)}/{run.run_id}/manifest.json",
+        "latest_event": run.latest_event,
     }
 
 
@@ -131,7 +132,7 @@ def print_table(loc: Locations, shown: list[RunView], total: int, runs: int) -> 
             printable(run.started_at or ""),
             format_seconds(run.duration_seconds),
             last_activity(run),
-            _cut(printable(run.summary), SUMMARY_WIDTH),
+            _cut(printable(run.summary or (f"now: {run.latest_event}" if run.latest_event else "")), SUMMARY_WIDTH),
         ]
         for run in shown
     ]

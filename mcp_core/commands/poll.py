@@ -17,6 +17,7 @@ import time
 from mcp_core import manifest as manifest_mod
 from mcp_core import store
 from mcp_core.argscan import Messages, scan
+from mcp_core.codex_events import running_command_event
 from mcp_core.errors import RunnerError, UsageError
 from mcp_core.heartbeat import heartbeat_state, to_fixed_1
 from mcp_core.jsfmt import dumps_compact, dumps_pretty, iso_from_ms, iso_now, now_ms, replace_lone_surrogates
@@ -235,6 +236,9 @@ def snapshot(
             }
         )
     result["commands"] = commands
+    latest_event = running_command_event(manifest, os.path.dirname(os.path.realpath(path)), store.loads)
+    if latest_event is not None:  # New (issue 12): what Codex is doing, while a command runs
+        result["latest_event"] = latest_event
     return result
 
 

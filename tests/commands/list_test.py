@@ -114,6 +114,7 @@ def test_fixture_json(fixture_repo: Path) -> None:
         "heartbeat_age_seconds": None,  # it has ended: its heartbeat says nothing more
         "summary": "",
         "manifest": ".runs/0001/mcp/2025-10-18T18-26-16-688Z-39463/manifest.json",
+        "latest_event": None,
     }
     assert listing["runs"][0]["heartbeat_age_seconds"] is None
     assert snapshot(fixture_repo) == before

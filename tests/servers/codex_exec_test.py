@@ -556,3 +556,32 @@ def test_a_run_that_cannot_use_its_server_fails_with_one_line_saying_why(
     assert (manifest["status"], manifest["status_detail"]) == ("failed", "tool-invocation-error")
     assert manifest["commands"][0]["summary"] == f"Tool invocation failed: {message}"
     assert not (repo.parent / "codex-calls.jsonl").exists()  # no Codex session was started
+
+
+@pytest.mark.slow
+def test_the_running_commands_latest_event_is_shown_where_people_look(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, "latest")
+    run_id = start_run(repo, "codex-exec", ["true"], "60", FAKE_CODEX_MODE="hang")
+    event = "error: Reconnecting... 1/5 (stand-in told to hang)"
+
+    def polled() -> dict[str, Any]:
+        done = run_script("mcp-runner-poll.sh", run_id, "--format", "json", repo=repo)
+        assert done.returncode == 0, done.stderr
+        return dict(json.loads(done.stdout))
+
+    assert wait_until(lambda: polled().get("latest_event") == event, 30)
+    snapshot = polled()
+    assert list(snapshot)[-1] == "latest_event" and snapshot["status"] == "in_progress"  # appended at the end
+    text = run_script("mcp-runner-poll.sh", run_id, repo=repo).stdout
+    assert "Reconnecting" not in text  # poll's text stays as the contract fixes it
+    listing = json.loads(run_script("mcp-runner-list.sh", "--format", "json", repo=repo).stdout)
+    assert listing["runs"][0]["latest_event"] == event
+    assert f"now: {event}" in run_script("mcp-runner-list.sh", repo=repo).stdout
+    report = run_script("mcp-runner-report.sh", repo=repo)
+    assert report.returncode == 0, report.stderr
+    assert "now: error: Reconnecting... 1/5" in (repo / ".runs/0001/report.html").read_text()
+    done = run_script("mcp-runner-cancel.sh", run_id, repo=repo)
+    assert done.returncode == 0, done.stderr
+    ended = poll_until_ended(repo, run_id)
+    assert ended["status"] == "cancelled"
+    assert "latest_event" not in polled()  # only while a command runs
