@@ -116,7 +116,8 @@ if [[ "$dry_run" == true ]]; then
   scripts_dir="${BASH_SOURCE[0]%/*}"
   [[ "$scripts_dir" != "${BASH_SOURCE[0]}" ]] || scripts_dir=.
   if [[ -f "$scripts_dir/_runner-python.sh" ]]; then
-    bash "$scripts_dir/_runner-python.sh" codex-check || exit 1
+    python="$(bash "$scripts_dir/_runner-python.sh" --python)" || exit 1
+    "$python" -m mcp_core.commands.codex_check || exit 1
   fi
   exit 0
 fi
