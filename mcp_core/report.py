@@ -384,6 +384,7 @@ th { position: sticky; top: 0; background: var(--bg); font-size: 12px; text-tran
 tbody tr:hover { background: #fafbfc; }
 td.id { min-width: 18em; } /* a runner-made run id on one line */
 td.when { min-width: 10em; }
+.took { white-space: nowrap; }
 td.commands { min-width: 120px; }
 summary { cursor: pointer; white-space: nowrap; }
 ol.commands { margin: 6px 0 2px; padding-left: 22px; }
@@ -647,8 +648,10 @@ class Page:
             ended = when(run.completed_at)
             if ended[:10] == started[:10]:
                 ended = ended[11:]  # the same day: the time is enough
-            took = f" ({format_seconds(run.duration_seconds)})" if run.duration_seconds is not None else ""
-            lines.append(f'ended <span class="mono">{esc(ended)}</span>{esc(took)}' if ended else "ended")
+            took = f' <span class="took">({esc(format_seconds(run.duration_seconds))})</span>'
+            if run.duration_seconds is None:
+                took = ""
+            lines.append(f'ended <span class="mono">{esc(ended)}</span>{took}' if ended else "ended")
         elif run.heartbeat_age_seconds is not None:
             lines.append(f"heartbeat {esc(format_seconds(run.heartbeat_age_seconds))} old")
         return "<br>".join(lines)
