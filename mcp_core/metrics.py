@@ -144,10 +144,11 @@ def record_run(loc: Locations, manifest: dict[str, Any], *, search_from: int = 0
 # The summary (CONTRACT sections 6, 9 and 10)
 #
 # metrics.json can hold a million lines, so the summary streams it in blocks
-# of whole lines and its memory is bounded whatever the file's size. It reads
-# without any lock: lines are appended whole, by one write each, so the file up
-# to the size seen at the start is whole lines (or a line a crash cut short,
-# which is a parse error), and a worker's append never waits for a summary.
+# of whole lines and its memory is bounded whatever the file's size. It takes
+# the file's size under the shared lock (between two appends) and scans up to
+# there without any lock: the file up to that size is whole lines (or a line a
+# crash cut short, which is a parse error), and a worker's append never waits
+# for a summary's scan.
 #
 # Each block is decoded by msgspec's C decoder in one call (decode_lines) into
 # the four fields the summary uses, typed as the runner writes them. A block
@@ -260,7 +261,7 @@ def summarize(loc: Locations, *, single_pass_max_runs: int = SINGLE_PASS_MAX_RUN
     except FileNotFoundError:
         return _Scan(None).result(loc)
     with handle:
-        size = os.fstat(handle.fileno()).st_size  # what both passes read: later appends wait for the next summary
+        size = _whole_size(handle.fileno())  # what both passes read: later appends wait for the next summary
         blocks = _Blocks()
         if _estimated_lines(handle, size) <= single_pass_max_runs:
             scan = _Scan(None, most_runs=single_pass_max_runs + single_pass_max_runs // 8 + 64)
@@ -275,6 +276,17 @@ def summarize(loc: Locations, *, single_pass_max_runs: int = SINGLE_PASS_MAX_RUN
         for data in _whole_lines(handle, size, scan.overlong_line):
             scan.take(blocks.entries(data, scan.error))
     return scan.result(loc)
+
+
+def _whole_size(fd: int) -> int:
+    """The file's size between two appends: taken under the shared lock, released at
+    once. An append (one write under the exclusive lock) may be seen in part while
+    it is being made; the scan then reads without the lock, up to this size."""
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    try:
+        return os.fstat(fd).st_size
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _estimated_lines(handle: BinaryIO, size: int) -> int:

@@ -525,24 +525,50 @@ def test_thousands_of_statuses_are_folded(repo: Path) -> None:
     assert summary.status_counts == {"(other statuses)": 3001, "succeeded": 1, "failed": 1}
 
 
-def test_the_summary_takes_no_lock_and_reads_up_to_the_size_it_saw(repo: Path) -> None:
+def test_the_summary_scans_without_the_lock_up_to_the_size_it_saw(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker appending (under the file's exclusive lock) never waits for a
-    summary, and a summary never waits for it: it reads without a lock."""
+    summary's scan: the summary holds the shared lock only to read the size."""
+    import fcntl
+    import os
+
+    path = write_metrics(repo, line_of(entry("one", "succeeded", 1)) + "\n")
+    appended: list[int] = []
+    whole_lines = metrics._whole_lines
+
+    def append_during_the_scan(*args: Any, **kwargs: Any) -> Any:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError if the summary held a lock
+            appended.append(os.write(fd, (line_of(entry("two", "failed", 2)) + "\n").encode()))
+        finally:
+            os.close(fd)
+        return whole_lines(*args, **kwargs)
+
+    monkeypatch.setattr(metrics, "_whole_lines", append_during_the_scan)
+    assert metrics.summarize(loc_for(repo)).entries_total == 1  # the line appended meanwhile waits for the next
+    monkeypatch.undo()
+    assert appended and metrics.summarize(loc_for(repo)).entries_total == 2
+
+
+def test_the_summary_takes_the_size_between_two_appends(repo: Path) -> None:
+    """An append seen half made is not read: the size is taken under the shared lock."""
     import fcntl
     import os
     import threading
 
     path = write_metrics(repo, line_of(entry("one", "succeeded", 1)) + "\n")
-    holder = os.open(path, os.O_RDWR | os.O_APPEND)
+    line = (line_of(entry("two", "failed", 2)) + "\n").encode()
     results: list[metrics.MetricsSummary] = []
+    writer = os.open(path, os.O_WRONLY | os.O_APPEND)
     try:
-        fcntl.flock(holder, fcntl.LOCK_EX)  # as record_run holds it while appending
+        fcntl.flock(writer, fcntl.LOCK_EX)
+        os.write(writer, line[:20])  # an append under way
         reader = threading.Thread(target=lambda: results.append(metrics.summarize(loc_for(repo))), daemon=True)
         reader.start()
-        reader.join(timeout=120)
-        assert not reader.is_alive(), "the summary waited for the writer's lock"
-        os.write(holder, (line_of(entry("two", "failed", 2)) + "\n").encode())
+        reader.join(timeout=0.5)  # it waits for the append (not for long: one write)
+        os.write(writer, line[20:])
     finally:
-        os.close(holder)
-    assert results[0].entries_total == 1
-    assert metrics.summarize(loc_for(repo)).entries_total == 2
+        os.close(writer)  # releases the lock
+    reader.join(timeout=120)
+    assert not reader.is_alive()
+    assert (results[0].entries_total, results[0].parse_errors) == (2, [])
