@@ -14,6 +14,9 @@ if TYPE_CHECKING:  # poll imports this module: pathlib, re and typing only where
 DEFAULT_TASK_ID = "0001"
 _PACKAGE_CHECKOUT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 _RUN_ID_MAX = 200
+_ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+_TASK_ID_CHARS = frozenset(_ALNUM + "._-")
+_TASK_ID_MAX = 100
 
 
 # A plain class, not a NamedTuple or a frozen dataclass: importing typing costs
@@ -81,7 +84,7 @@ def find_roots(env: Mapping[str, str] | None = None, cwd: str | None = None) -> 
 
     root_value = _from_env(env, "MCP_RUNNER_REPO_ROOT")
     repo_root = resolve(root_value) if root_value else _default_repo_root(env, cwd)
-    task_id = _from_env(env, "MCP_RUNNER_TASK_ID") or DEFAULT_TASK_ID
+    task_id = validate_task_id(_from_env(env, "MCP_RUNNER_TASK_ID") or DEFAULT_TASK_ID)
     runs_value = _from_env(env, "MCP_RUNNER_TASK_RUNS_ROOT")
     legacy_value = _from_env(env, "MCP_RUNNER_LEGACY_ROOT")
     metrics_value = _from_env(env, "MCP_RUNNER_METRICS_ROOT")
@@ -152,6 +155,14 @@ def git_top_level(cwd: str) -> str:
 def relative_to_root(repo_root: Path | str, path: Path | str) -> str:
     """A path as stored in JSON and printed: relative to the repo root, '/'-separated."""
     return os.path.relpath(os.path.abspath(path), repo_root).replace(os.sep, "/")
+
+
+def validate_task_id(task_id: str) -> str:
+    """A task id becomes a directory name: letters, digits, '.', '_', '-' only, at
+    most 100, starting with a letter or digit (so never '.' or '..')."""
+    if not (0 < len(task_id) <= _TASK_ID_MAX and task_id[0] in _ALNUM and _TASK_ID_CHARS.issuperset(task_id)):
+        raise RunnerError(f"Invalid task id: {task_id!r} (expected letters, digits, '.', '_' or '-').")
+    return task_id
 
 
 def validate_run_id(run_id: str) -> str:

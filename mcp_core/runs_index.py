@@ -30,7 +30,6 @@ KNOWN_STATUSES = ("queued", "in_progress", "succeeded", "failed", "cancelled")
 STALE = "stale"
 _RUN_ID_STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(?:-\d{1,3})?Z")
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
-_TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 @dataclass(frozen=True)
@@ -89,13 +88,6 @@ class RunView:
     ended_ago_seconds: float | None  # from completed_at, for a run that has ended
     summary: str  # first line of the run's summary, else of the failing command's
     latest_event: str | None = None  # the running command's latest Codex event (mcp_core.codex_events)
-
-
-def validate_task_id(task_id: str) -> str:
-    """A task id becomes a directory name: letters, digits, '.', '_', '-' only."""
-    if not _TASK_ID.match(task_id) or task_id in (".", ".."):
-        raise RunnerError(f"Invalid task id: {task_id!r} (expected letters, digits, '.', '_' or '-').")
-    return task_id
 
 
 def run_id_ms(run_id: str) -> float | None:

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import run_script, runner_env
 from runs import wait_for
 
@@ -76,3 +77,31 @@ def test_a_daemon_left_by_a_command_neither_times_it_out_nor_outlives_it(repo: P
     assert record["status"] == "succeeded", record
     assert [c["exit_code"] for c in record["commands"]] == [0, 0]
     assert live_processes_with_argv(["sleep", "40.0314"]) == []
+
+
+# --- 5. MCP_RUNNER_TASK_ID is one plain name, in every command ---------------------------
+
+TASK_ID_COMMANDS = {
+    "start": ("mcp-runner-start.sh", "--command", "true"),
+    "poll": ("mcp-runner-poll.sh", "2026-01-02T03-04-05-678Z-4242"),
+    "resume": ("mcp-runner-start.sh", "--resume", "2026-01-02T03-04-05-678Z-4242"),
+    "cancel": ("mcp-runner-cancel.sh", "2026-01-02T03-04-05-678Z-4242"),
+    "metrics": ("mcp-runner-metrics.js",),
+    "migrate": ("mcp-runner-migrate.js", "--dry-run"),
+    "list": ("mcp-runner-list.sh",),
+    "report": ("mcp-runner-report.sh",),
+    "prune": ("mcp-runner-prune.sh", "--dry-run", "--keep", "1"),
+}
+
+
+@pytest.mark.parametrize("task_id", ["../../../tmp/evil", "a\nb", "..", "a/b", "x" * 101])
+@pytest.mark.parametrize("command", sorted(TASK_ID_COMMANDS))
+def test_a_hostile_task_id_is_refused_by_every_command(tmp_path: Path, command: str, task_id: str) -> None:
+    # Deep enough that ../../../tmp/evil would still land inside tmp_path.
+    repo = tmp_path / "a" / "b" / "repo"
+    repo.mkdir(parents=True)
+    result = run_script(*TASK_ID_COMMANDS[command], repo=repo, env=local_env(repo, MCP_RUNNER_TASK_ID=task_id))
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert result.stdout == ""
+    assert result.stderr == f"Invalid task id: {task_id!r} (expected letters, digits, '.', '_' or '-').\n"
+    assert sorted(tmp_path.rglob("*")) == [tmp_path / "a", tmp_path / "a" / "b", repo]

@@ -13,7 +13,7 @@ from gen_runs import generate
 from mcp_core import runs_index
 from mcp_core.errors import RunnerError
 from mcp_core.jsfmt import parse_timestamp_ms
-from mcp_core.paths import locate
+from mcp_core.paths import locate, validate_task_id
 
 FIXTURE_ORDER = [
     "2025-10-19T06-54-01-535Z-diagnostics",
@@ -225,10 +225,10 @@ def test_printable_escapes_terminal_controls() -> None:
 
 @pytest.mark.parametrize("task", ["0001", "task-2", "a.b_c"])
 def test_task_ids_accepted(task: str) -> None:
-    assert runs_index.validate_task_id(task) == task
+    assert validate_task_id(task) == task
 
 
 @pytest.mark.parametrize("task", ["..", ".", "../x", "a/b", "", "-x", "x\ny", ".hidden"])
 def test_task_ids_rejected(task: str) -> None:
     with pytest.raises(RunnerError, match="^Invalid task id: "):
-        runs_index.validate_task_id(task)
+        validate_task_id(task)
