@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from conftest import run_script, runner_env
-from runs import wait_for
+from runs import create_run, run_worker, wait_for
 
 from mcp_core import manifest as manifest_mod
 from mcp_core import store
@@ -105,3 +105,19 @@ def test_a_hostile_task_id_is_refused_by_every_command(tmp_path: Path, command: 
     assert result.stdout == ""
     assert result.stderr == f"Invalid task id: {task_id!r} (expected letters, digits, '.', '_' or '-').\n"
     assert sorted(tmp_path.rglob("*")) == [tmp_path / "a", tmp_path / "a" / "b", repo]
+
+
+# --- 8. a NUL byte in a command -----------------------------------------------------------
+
+
+def test_a_nul_byte_in_a_command_is_named_in_its_error_artifact(repo: Path) -> None:
+    # argv cannot carry a NUL; a repository's default command list can.
+    run = create_run(repo, ["echo before\x00after"])
+    assert run_worker(run) == 1
+    record = run.manifest()
+    assert record["status"] == "failed"
+    [command] = record["commands"]
+    artifact = json.loads((repo / command["error_file"]).read_bytes())
+    assert artifact["command"] == "echo before\x00after"
+    assert "the command contains a NUL byte" in artifact["details"]["message"], artifact
+    assert "the command contains a NUL byte" in command["summary"]

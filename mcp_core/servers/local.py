@@ -26,6 +26,8 @@ async def run_prompt(prompt: str, *, cwd: str, deadline: common.Deadline, echo: 
     command = common.command_from_prompt(prompt)
     if command is None:
         raise ToolError(f"The prompt has no line starting with {common.COMMAND_MARKER.strip()!r}.")
+    if "\x00" in command:  # no program can receive it in its arguments
+        raise ToolError("Cannot run it: the command contains a NUL byte.")
     try:
         outcome = await common.run_command(
             ["bash", "-c", command], cwd=cwd, env=os.environ, deadline=deadline, echo=echo
