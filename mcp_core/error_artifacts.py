@@ -1,8 +1,9 @@
 """Error artifacts: ``<run dir>/errors/<NN>-<slug>.json``, one per failed command.
 
 Shape (CONTRACT section 3): ``{run_id, task_id, command_index, command,
-created_at, reason, details}``. Strings inside ``details`` longer than 8 KiB
-are cut, and the cut says so (section 10), so a huge output cannot bloat them.
+created_at, reason, details}``. The command and every string inside
+``details`` longer than 8 KiB are cut, and the cut says so (section 10), so a
+huge output or command cannot bloat them.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def write_error_artifact(
     index = command.get("index")
     text = command.get("command")
     errors_dir = run_dir / ERRORS_DIR
-    errors_dir.mkdir(parents=True, exist_ok=True)
+    store.refuse_linked(errors_dir)  # never written through a link
+    errors_dir.mkdir(exist_ok=True)
     path = errors_dir / command_file_name(index if isinstance(index, int) else 0, text if isinstance(text, str) else "")
     store.write_json(
         path,
@@ -54,7 +56,7 @@ def write_error_artifact(
             "run_id": manifest.get("run_id"),
             "task_id": manifest.get("task_id"),
             "command_index": index,
-            "command": text,
+            "command": cut_long_strings(text),
             "created_at": created_at,
             "reason": reason,
             "details": cut_long_strings(details),

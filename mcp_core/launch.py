@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from mcp_core import store
 from mcp_core.paths import Locations
 from mcp_core.process import start_ticks
 
@@ -94,7 +95,7 @@ def launch_worker(
     tests launch a probe that reports what it was given.
     """
     run_dir = Path(os.path.abspath(run_dir))
-    log_fd = os.open(run_dir / RUNNER_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    log_fd = store.open_append(run_dir / RUNNER_LOG)
     try:
         process = subprocess.Popen(
             [*(worker_command() if program is None else program), str(run_dir)],

@@ -109,15 +109,15 @@ def finish_run(
 
     manifest_mod.save(manifest_path, change, iso_now)
     complete_pending_metrics(loc, manifest_path, log=log)
-    return FinishResult(store.read_json(manifest_path.resolve()), changed)
+    return FinishResult(store.read_json(manifest_path, follow=False), changed)
 
 
 def complete_pending_metrics(loc: Locations, manifest_path: Path, *, log: TextIO | None = None) -> bool:
     """For a terminal run whose ``metrics_recorded`` is not true: make sure the
     guardrail sentence is in its summary, append its metrics line (once), set
     ``metrics_recorded: true``. Returns True when a line was appended."""
-    real = manifest_path.resolve()
-    current = store.read_json(real)
+    real = manifest_path  # the run's own manifest: saves refuse a symlink
+    current = store.read_json(real, follow=False)
     if not isinstance(current, dict) or not manifest_mod.is_terminal(current):
         return False
     if current.get("metrics_recorded") is True:
@@ -166,7 +166,7 @@ def cancel_run(
     with ``message`` as its summary and an error artifact (reason
     ``cancelled``); pending commands stay pending. Usable for a run whose
     worker is already dead (the cancel command) as well as by the worker."""
-    run_dir = manifest_path.resolve().parent
+    run_dir = manifest_path.parent
 
     def fail_running(manifest: dict[str, Any], now: str) -> None:
         for command in manifest.get("commands") or []:

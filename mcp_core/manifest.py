@@ -121,10 +121,10 @@ def guardrail_sentence(manifest: dict[str, Any]) -> str | None:
 def save(path: Path, change: Callable[[dict[str, Any]], Any], now: Callable[[], str]) -> dict[str, Any]:
     """Locked read-modify-write of a manifest; every save sets ``updated_at``.
 
-    ``path`` may be a symlink (a compatibility pointer): the real file is
-    replaced, never the link.
+    ``path`` is the run's own manifest: a symlink there or at the run directory
+    is refused (OSError), so no save writes outside the runs root. Poll resolves
+    a compatibility pointer, checked to stay inside the runs root, first.
     """
-    real = path.resolve()
 
     def apply(manifest: dict[str, Any]) -> Any:
         if change(manifest) is False:
@@ -132,4 +132,4 @@ def save(path: Path, change: Callable[[dict[str, Any]], Any], now: Callable[[], 
         manifest["updated_at"] = now()
         return True
 
-    return store.update_json(real, apply)
+    return store.update_json(path, apply)

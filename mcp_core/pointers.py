@@ -94,13 +94,15 @@ def find_manifest(repo_root: str, runs_root: str, legacy_root: str, run_id: str)
     """``resolve_manifest`` on the roots as strings (poll does without pathlib).
 
     Pointers may only lead to files under the run roots: a symlink or stub aimed
-    outside them is treated as not found.
+    outside them is treated as not found, and so is a run's own manifest.json
+    (or its run directory) linked to a file outside them. Whoever writes resolves
+    the path it is given (``Path.resolve``): it stays inside the run roots.
     """
     validate_run_id(run_id)
     direct = os.path.join(runs_root, run_id, MANIFEST_NAME)
-    if os.path.isfile(direct):
-        return direct
     allowed = _allowed(repo_root, runs_root, legacy_root)
+    if os.path.isfile(direct):
+        return direct if _inside(direct, allowed) else None
     pointer = os.path.join(legacy_root, run_id, MANIFEST_NAME)
     if os.path.islink(pointer):
         return pointer if os.path.isfile(pointer) and _inside(pointer, allowed) else None

@@ -11,21 +11,19 @@ report's own folder and point only at files found in the run directories
 from __future__ import annotations
 
 import html
-import json
 import os
-import re
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from mcp_core import store
+from mcp_core import store, termtext
 from mcp_core.jsfmt import dumps_compact, iso_from_ms, parse_timestamp_ms
 from mcp_core.manifest import TERMINAL_STATUSES
 from mcp_core.metrics import duration_seconds
 from mcp_core.paths import Locations
 from mcp_core.runs_index import ProgressCallback, RunRecord, RunsIndex, RunView, first_line, format_seconds, view
+from mcp_core.termtext import printable
 
 REPORT_NAME = "report.html"
 DEFAULT_TABLE_LIMIT = 200
@@ -54,19 +52,14 @@ class ErrorSummary:
     details: list[tuple[str, str]]
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
 def esc(value: object) -> str:
     """HTML-escaped text; control characters (other than newline and tab) shown as ``\\xNN``."""
     text = "" if value is None else str(value)
-    return html.escape(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text), quote=True)
+    return html.escape(printable(text, multiline=True), quote=True)
 
 
 def cut(text: str, limit: int = DETAIL_LIMIT) -> str:
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}… (cut: {len(text)} characters in all)"
+    return termtext.cut(text, limit)
 
 
 def _plain_files(directory: Path) -> list[str]:
@@ -101,14 +94,7 @@ def _command_index(prefix: str) -> int | None:
 
 
 def _read_json_file(path: Path) -> Any:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise ValueError("not a regular file")
-        try:
-            return json.loads(handle.read().decode("utf-8", "surrogateescape"))
-        except RecursionError:
-            raise ValueError("JSON nested too deeply") from None
+    return store.parse_json(store.read_run_file(path, follow=False))
 
 
 def _detail_text(value: object) -> str:
@@ -715,7 +701,7 @@ class Page:
             rows = [
                 f"<dt>artifact</dt><dd>{self.link(run_dir / error.file, error.file)}</dd>",
                 f"<dt>reason</dt><dd>{esc(error.reason)}</dd>",
-                f"<dt>command</dt><dd><code>{esc(error.command)}</code></dd>",
+                f"<dt>command</dt><dd><code>{esc(cut(error.command))}</code></dd>",
             ]
             if error.created_at:
                 rows.append(f'<dt>at</dt><dd class="mono">{esc(error.created_at)}</dd>')

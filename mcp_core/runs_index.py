@@ -8,7 +8,6 @@ manifest's ``heartbeat_at`` as poll computes it, without poll's stale mark.
 
 from __future__ import annotations
 
-import errno
 import gc
 import json
 import os
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mcp_core import store
 from mcp_core.codex_events import running_command_event
 from mcp_core.errors import RunnerError
 from mcp_core.heartbeat import heartbeat_state
@@ -25,6 +25,7 @@ from mcp_core.jsfmt import parse_timestamp_ms
 from mcp_core.manifest import MANIFEST_NAME, TERMINAL_STATUSES
 from mcp_core.metrics import duration_seconds, json_error_text
 from mcp_core.paths import Locations, validate_run_id
+from mcp_core.termtext import cut
 
 KNOWN_STATUSES = ("queued", "in_progress", "succeeded", "failed", "cancelled")
 STALE = "stale"
@@ -99,29 +100,18 @@ def run_id_ms(run_id: str) -> float | None:
 def _read_manifest(root_fd: int, run_id: str) -> dict[str, Any] | str:
     """The manifest object of ``<root>/<run_id>``, or a short reason it cannot be used."""
     try:
-        # Relative to the open runs root (no path walk per run); O_NOFOLLOW: a
-        # manifest.json planted as a symlink must not make us read elsewhere.
-        fd = os.open(f"{run_id}/{MANIFEST_NAME}", os.O_RDONLY | os.O_NOFOLLOW, dir_fd=root_fd)
+        # Relative to the open runs root (no path walk per run); not followed: a
+        # manifest.json planted as a symlink must not make us read elsewhere, nor
+        # a FIFO hang us, nor a huge file fill the memory.
+        data = store.parse_json(store.read_run_file(f"{run_id}/{MANIFEST_NAME}", follow=False, dir_fd=root_fd))
     except FileNotFoundError:
         return "manifest missing"
     except OSError as exc:
-        return "a symlink, not followed" if exc.errno == errno.ELOOP else (exc.strerror or str(exc))
-    chunks: list[bytes] = []
-    try:
-        while chunk := os.read(fd, 1 << 16):
-            chunks.append(chunk)
-    except OSError as exc:
         return exc.strerror or str(exc)
-    finally:
-        os.close(fd)
-    try:
-        data = json.loads(b"".join(chunks).decode("utf-8", "surrogateescape"))
     except json.JSONDecodeError as exc:
         return f"not valid JSON: {json_error_text(exc)}"
-    except ValueError as exc:  # undecodable bytes
+    except ValueError as exc:  # undecodable bytes, nested too deeply
         return f"not valid JSON: {exc}"
-    except RecursionError:
-        return "not valid JSON: nested too deeply"
     if not isinstance(data, dict):
         return "not a JSON object"
     return data
@@ -217,17 +207,22 @@ def read_task_runs(loc: Locations, progress: ProgressCallback | None = None) -> 
 
 
 def first_line(value: object) -> str:
+    """The first non-blank line, cut to what a view shows (``termtext.cut``)."""
     if not isinstance(value, str):
         return ""
     for line in value.splitlines():
         if line.strip():
-            return line.strip()
+            return cut(line.strip())
     return ""
 
 
 def _seconds_since(timestamp: object, now_ms: float) -> float | None:
     moment = parse_timestamp_ms(timestamp)
     return None if moment is None else max(0.0, (now_ms - moment) / 1000)
+
+
+def _shown(value: object) -> str | None:
+    return cut(value) if isinstance(value, str) and value else None
 
 
 def view(record: RunRecord, now_ms: float) -> RunView:
@@ -245,14 +240,14 @@ def view(record: RunRecord, now_ms: float) -> RunView:
     completed_at = manifest.get("completed_at")
     return RunView(
         run_id=record.run_id,
-        status=record.status,
-        status_detail=detail if isinstance(detail, str) and detail else None,
+        status=cut(record.status) if record.status is not None else None,
+        status_detail=_shown(detail),
         stale=bool(beat["stale"]) and not record.terminal,
         commands_passed=passed,
         commands_failed=failed,
         commands_total=len(commands),
-        started_at=started_at if isinstance(started_at, str) else None,
-        completed_at=completed_at if isinstance(completed_at, str) else None,
+        started_at=cut(started_at) if isinstance(started_at, str) else None,
+        completed_at=cut(completed_at) if isinstance(completed_at, str) else None,
         duration_seconds=duration_seconds(started_at, completed_at) if record.terminal else None,
         heartbeat_age_seconds=None if record.terminal else beat["age_seconds"],
         ended_ago_seconds=_seconds_since(completed_at, now_ms) if record.terminal else None,
@@ -293,11 +288,3 @@ def format_seconds(seconds: float | None) -> str:
     if whole < 86400:
         return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
     return f"{whole // 86400}d {whole % 86400 // 3600:02d}h"
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def printable(text: str) -> str:
-    """Untrusted text made safe for a terminal: control characters as ``\\xNN``."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)

@@ -16,6 +16,7 @@ import _thread
 import errno
 import fcntl
 import os
+import stat  # loaded with os at start-up
 
 from mcp_core.jsfmt import dumps_pretty
 
@@ -99,14 +100,103 @@ def write_json(path: Path | str, value: Any, mode: int = 0o644) -> None:
     atomic_write_text(path, dumps_pretty(value), mode)
 
 
-def read_json(path: Path | str) -> Any:
-    """Parse a JSON file (raises OSError or ValueError)."""
-    with open(path, encoding="utf-8", errors="surrogateescape") as handle:
-        text = handle.read()
+# No file of a run is legitimately this large (a manifest of a thousand commands
+# is ~1 MB); a bigger one is refused before it is read, not parsed into ~4x its
+# size in memory.
+MAX_RUN_FILE_BYTES = 16 * 1024 * 1024
+
+
+class RunFileError(OSError):
+    """A file of a run that is refused (not a regular file, a symlink, too large):
+    ``str()`` is the reason alone, for one-line messages."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def open_regular(path: Path | str, flags: int = os.O_RDONLY, *, follow: bool = True, dir_fd: int | None = None) -> int:
+    """Open ``path`` only if it is a regular file; returns a blocking descriptor.
+
+    O_NONBLOCK makes the open itself return at once on a FIFO or a device (a
+    FIFO as a run's manifest must not hang the reader); ``follow=False`` refuses
+    a symlink at the last component. Raises OSError (RunFileError for a refusal).
+    """
+    nofollow = 0 if follow else os.O_NOFOLLOW
     try:
-        return loads(text)
+        fd = os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC | nofollow, 0o644, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a FIFO opened for writing with no reader
+            raise RunFileError(errno.ENXIO, "not a regular file") from None
+        if exc.errno == errno.ELOOP and not follow:
+            raise RunFileError(errno.ELOOP, "a symlink, not followed") from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise RunFileError(errno.EISDIR if stat.S_ISDIR(mode) else errno.EINVAL, "not a regular file")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_run_file(
+    path: Path | str, *, follow: bool = True, dir_fd: int | None = None, limit: int = MAX_RUN_FILE_BYTES
+) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes (raises OSError)."""
+    fd = open_regular(path, follow=follow, dir_fd=dir_fd)
+    try:
+        if os.fstat(fd).st_size > limit:
+            raise _too_large(limit)
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := os.read(fd, 1 << 16):
+            size += len(chunk)
+            if size > limit:  # it grew since the fstat
+                raise _too_large(limit)
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _too_large(limit: int) -> RunFileError:
+    return RunFileError(errno.EFBIG, f"larger than {limit // (1024 * 1024)} MiB, refused")
+
+
+def parse_json(data: bytes) -> Any:
+    """Parse JSON bytes as the runner reads its files (raises ValueError)."""
+    try:
+        return loads(data.decode("utf-8", "surrogateescape"))
     except RecursionError:  # hostile nesting ([[[[...) is invalid input, not a crash
         raise ValueError("JSON nested too deeply") from None
+
+
+def read_json(path: Path | str, *, follow: bool = True) -> Any:
+    """Parse a JSON file: a regular file within MAX_RUN_FILE_BYTES (raises OSError or ValueError)."""
+    return parse_json(read_run_file(path, follow=follow))
+
+
+def refuse_linked(path: Path | str) -> str:
+    """``path``, unless it or its directory is a symbolic link (RunFileError).
+
+    Writers of a run's files use it: the files of a run are written where they
+    are, never through a link that may lead out of the runs root. (A
+    compatibility pointer is resolved, and checked to stay inside the runs
+    root, by ``pointers.resolve_manifest`` before anything is written.)
+    """
+    path = os.fspath(path)
+    for candidate in (path, os.path.dirname(path) or "."):
+        if os.path.islink(candidate):
+            raise RunFileError(errno.ELOOP, f"{candidate} is a symbolic link; refused to write through it")
+    return path
+
+
+def open_append(path: Path | str) -> int:
+    """A descriptor appending to the regular file ``path`` (created when missing),
+    refusing a symlink there or at its directory and anything not a regular file."""
+    return open_regular(refuse_linked(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, follow=False)
 
 
 class _ScannerDefaults:
@@ -179,10 +269,12 @@ def update_json(path: Path | str, change: Callable[[dict[str, Any]], Any]) -> di
     """Locked read-modify-write of a JSON object file; returns the saved object.
 
     ``change`` mutates the freshly read object in place. If it returns False the
-    file is left as it was.
+    file is left as it was. A symlink at ``path`` or at its directory is refused
+    (``refuse_linked``).
     """
+    refuse_linked(path)
     with locked_dir(os.path.dirname(path) or "."):
-        data = read_json(path)
+        data = read_json(path, follow=False)
         if not isinstance(data, dict):
             raise ValueError(f"{path} does not hold a JSON object")
         if change(data) is False:

@@ -40,7 +40,7 @@ class TokenRead(NamedTuple):  # not a dataclass: see paths.Locations
 
 def read_token_file(run_dir: Path) -> TokenRead:
     try:
-        text = token_path(run_dir).read_text(encoding="utf-8", errors="surrogateescape")
+        text = store.read_run_file(token_path(run_dir), follow=False).decode("utf-8", "surrogateescape")
     except OSError as exc:
         code = errno.errorcode.get(exc.errno or 0, "EIO")
         return TokenRead(None, code)

@@ -191,7 +191,7 @@ class Worker:
         return manifest_mod.save(self.manifest_path, change_and_hold, iso_now)
 
     def read_manifest(self) -> dict[str, Any]:
-        manifest = store.read_json(self.manifest_path.resolve())
+        manifest = store.read_json(self.manifest_path, follow=False)
         if not isinstance(manifest, dict):
             raise ValueError(f"{self.manifest_path} does not hold a JSON object")
         return manifest
@@ -269,7 +269,7 @@ class Worker:
         if choice.mode in ("local", "codex-exec"):
             # The bundled servers run from this package (installed, or this checkout).
             env = launch.with_package_importable(env, self.loc.repo_root)
-        log_fd = os.open(self.run_dir / "runner.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        log_fd = store.open_append(self.run_dir / "runner.log")
         try:
             return spawn_server(choice.command, env=env, cwd=self.loc.repo_root, stderr_fd=log_fd)
         finally:

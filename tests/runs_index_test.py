@@ -116,7 +116,7 @@ def test_unusable_entries_are_reported_not_raised(repo: Path, tmp_path: Path) ->
     assert reasons["2025-01-04T00-00-00-000Z-4"] == "manifest missing"
     assert reasons["2025-01-05T00-00-00-000Z-5"] == "run directory is a symlink, not followed"
     assert reasons["2025-01-06T00-00-00-000Z-6"] == "a symlink, not followed"
-    assert reasons["2025-01-08T00-00-00-000Z-8"] == "Is a directory"
+    assert reasons["2025-01-08T00-00-00-000Z-8"] == "not a regular file"
     assert len(reasons) == 6
     assert index.unreadable[0].manifest_path == runs_root(repo) / "2025-01-02T00-00-00-000Z-2" / "manifest.json"
 
@@ -217,10 +217,6 @@ def test_status_filter_rejects(value: str, shown: str) -> None:
 )
 def test_format_seconds(seconds: float | None, text: str) -> None:
     assert runs_index.format_seconds(seconds) == text
-
-
-def test_printable_escapes_terminal_controls() -> None:
-    assert runs_index.printable("ok \x1b[31mred\x07\n") == "ok \\x1b[31mred\\x07\\x0a"
 
 
 @pytest.mark.parametrize("task", ["0001", "task-2", "a.b_c"])

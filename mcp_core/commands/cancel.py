@@ -47,7 +47,7 @@ KILLED_WORKER_MESSAGE = (
 
 def _read(path: Path) -> dict[str, Any] | None:
     try:
-        record = store.read_json(path)
+        record = store.read_json(path, follow=False)
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) else None
@@ -62,7 +62,7 @@ def _finish_cancelled(loc: Locations, manifest_path: Path, message: str) -> None
     if record is not None:
         lifecycle.stop_recorded_server(record)  # a server the dead worker left behind
     # What the worker would have logged (the guardrail sentence) goes where it would have.
-    with open(manifest_path.parent / RUNNER_LOG, "a", encoding="utf-8") as log:
+    with os.fdopen(store.open_append(manifest_path.parent / RUNNER_LOG), "a", encoding="utf-8") as log:
         lifecycle.cancel_run(loc, manifest_path, message, log=log)
 
 
@@ -77,7 +77,7 @@ def _mark_cancelled(loc: Locations, manifest_path: Path, last: dict[str, Any], m
 def _complete_pending_metrics(loc: Locations, manifest_path: Path) -> None:
     from mcp_core import lifecycle
 
-    with open(manifest_path.parent / RUNNER_LOG, "a", encoding="utf-8") as log:
+    with os.fdopen(store.open_append(manifest_path.parent / RUNNER_LOG), "a", encoding="utf-8") as log:
         lifecycle.complete_pending_metrics(loc, manifest_path, log=log)
 
 

@@ -23,6 +23,7 @@ from mcp_core.errors import RunnerError, UsageError
 from mcp_core.manifest import TERMINAL_STATUSES
 from mcp_core.output import error_line
 from mcp_core.paths import locate
+from mcp_core.termtext import printable
 
 USAGE = """Usage: scripts/run-mcp-diagnostics.sh [options]
 
@@ -101,12 +102,15 @@ def start_diagnostics(
 
 
 def started_block(fields: dict[str, Any]) -> str:
+    def shown(key: str) -> str:
+        return printable(str(fields.get(key)))
+
     return (
         "Diagnostics run started.\n"
-        f"Run ID: {fields.get('run_id')}\n"
-        f"Artifact root: {fields.get('artifact_root')}\n"
-        f"Compatibility path: {fields.get('compat_path')}\n"
-        f"Manifest: {fields.get('manifest')}\n"
+        f"Run ID: {shown('run_id')}\n"
+        f"Artifact root: {shown('artifact_root')}\n"
+        f"Compatibility path: {shown('compat_path')}\n"
+        f"Manifest: {shown('manifest')}\n"
         "\n"
     )
 

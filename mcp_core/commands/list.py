@@ -18,10 +18,10 @@ from mcp_core.runs_index import (
     format_seconds,
     matches,
     parse_status_filter,
-    printable,
     read_task_runs,
     view,
 )
+from mcp_core.termtext import printable
 
 USAGE = """\
 Usage: scripts/mcp-runner-list.sh [--status S] [--limit N] [--task ID] [--format table|json]

@@ -12,6 +12,7 @@ from mcp_core.errors import RunnerError, UsageError
 from mcp_core.metrics import MetricsSummary, summarize, write_summary
 from mcp_core.output import run_cli
 from mcp_core.paths import Locations, locate
+from mcp_core.termtext import printable
 
 USAGE = """\
 Usage: node scripts/mcp-runner-metrics.js [--summarize]
@@ -66,7 +67,7 @@ def summary_table(summary: MetricsSummary) -> str:
         ("p95 duration", duration(summary.p95_duration_seconds())),
         ("Parse errors", str(len(summary.parse_errors) + summary.parse_errors_omitted)),
     ]
-    rows += [(f"Status {status}", str(count)) for status, count in summary.status_counts.items()]
+    rows += [(f"Status {printable(status)}", str(count)) for status, count in summary.status_counts.items()]
     return tabulate(rows, headers=("Metric", "Value"), tablefmt="simple", disable_numparse=True)
 
 

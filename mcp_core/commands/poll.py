@@ -24,6 +24,7 @@ from mcp_core.jsfmt import dumps_compact, dumps_pretty, iso_from_ms, iso_now, no
 from mcp_core.output import error_line, run_cli
 from mcp_core.paths import find_roots, relative_to_root, validate_run_id
 from mcp_core.pointers import find_manifest
+from mcp_core.termtext import cut, printable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -165,12 +166,15 @@ def _is_set(value: Any) -> bool:
 
 
 def _show(value: Any) -> str:
-    """A value in a text line; missing and null print as the old runner printed them."""
+    """A value in a text line; missing and null print as the old runner printed them.
+
+    Text from the run is shown terminal-safe (``termtext``) and cut when longer
+    than a view shows; ordinary values pass unchanged.
+    """
     if value is _MISSING:
         return "undefined"
-    if isinstance(value, str):
-        return value
-    return dumps_compact(value)  # null, true, 12, 1e-7, and JSON for lists and objects
+    text = value if isinstance(value, str) else dumps_compact(value)  # null, true, 12, 1e-7, JSON
+    return printable(cut(text), multiline=True)
 
 
 def _commands(manifest: dict[str, Any]) -> list[dict[str, Any]]:
@@ -258,10 +262,11 @@ def _replacement_character(_: str) -> str:
 def poll_once(loc: Roots, options: PollOptions, warn: Callable[[str], None]) -> bool:
     """Read, mark stale when due, print one block; returns whether the run is terminal."""
     path, manifest = read_manifest(loc, options.run_id)
+    real = os.path.realpath(path)  # a pointer's target, which find_manifest keeps inside the run roots
     at_ms = now_ms()
     if needs_stale_mark(manifest, at_ms):
         try:
-            manifest = mark_stale(path, at_ms)
+            manifest = mark_stale(real, at_ms)
         except (OSError, ValueError) as exc:
             warn(f"Warning: could not mark run {options.run_id} stale in {loc.rel(path)}: {_reason(exc)}")
             manifest["status_detail"] = STALE_DETAIL  # what poll found, even if it could not record it
@@ -269,7 +274,7 @@ def poll_once(loc: Roots, options: PollOptions, warn: Callable[[str], None]) -> 
     if options.format == "json":
         text = dumps_pretty(snapshot(loc, manifest, path, state, iso_from_ms(at_ms)))
         _emit(text)
-        target = os.path.join(os.path.dirname(os.path.realpath(path)), POLL_SNAPSHOT_NAME)
+        target = os.path.join(os.path.dirname(real), POLL_SNAPSHOT_NAME)
         try:
             store.atomic_write_text(target, text)
         except OSError as exc:

@@ -12,7 +12,7 @@ from mcp_core.commands.list import task_locations
 from mcp_core.errors import RunnerError, UsageError
 from mcp_core.jsfmt import now_ms
 from mcp_core.prune import ERROR, Policy, prune, write_log
-from mcp_core.runs_index import printable
+from mcp_core.termtext import printable
 
 USAGE = """\
 Usage: scripts/mcp-runner-prune.sh [--keep N] [--older-than DAYS] [--dry-run] [--task ID]

@@ -110,7 +110,7 @@ def _complete_pending_metrics(loc: Locations, manifest_path: Path) -> None:
     from mcp_core import lifecycle  # only this rare path needs it
 
     # The guardrail sentence goes where the worker would have printed it.
-    with open(manifest_path.parent / RUNNER_LOG, "a", encoding="utf-8") as log:
+    with os.fdopen(store.open_append(manifest_path.parent / RUNNER_LOG), "a", encoding="utf-8") as log:
         lifecycle.complete_pending_metrics(loc, manifest_path, log=log)
 
 
@@ -125,7 +125,7 @@ def _stop_leftover_server(record: dict[str, Any]) -> None:
 def _read_manifest(loc: Locations, run_id: str) -> tuple[Path, dict[str, Any]]:
     path = loc.run_dir(run_id) / manifest.MANIFEST_NAME
     try:
-        record = store.read_json(path)
+        record = store.read_json(path, follow=False)
     except FileNotFoundError as exc:
         raise RunnerError(f"Manifest for run {run_id} not found: {loc.rel(path)}") from exc
     except (OSError, ValueError) as exc:

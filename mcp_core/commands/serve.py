@@ -37,8 +37,8 @@ from mcp_core import argscan, output, process
 from mcp_core.errors import RunnerError, UsageError
 from mcp_core.jsfmt import iso_now
 from mcp_core.mcp_client import OneLineLog
-from mcp_core.runs_index import printable
 from mcp_core.servers import common
+from mcp_core.termtext import printable
 
 if TYPE_CHECKING:
     from mcp.server.auth.provider import AccessToken

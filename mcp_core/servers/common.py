@@ -14,6 +14,7 @@ import contextlib
 import math
 import os
 import signal
+import stat
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -57,6 +58,13 @@ SUMMARY_LINE_CHARS = 160
 # How long what a command wrote before it ended may take to be read from the
 # pipe; a process it left behind must not keep its answer waiting.
 DRAIN_SECONDS = 0.5
+# What a run's runner.log keeps of command output (the server's stderr is the
+# log): once the log holds half of the limit, a command's further output is kept
+# only in memory, and its last part (at least LOG_MIN_TAIL_BYTES, else what fits
+# under the limit) is written after a line saying how much was left out.
+LOG_LIMIT_ENV = "MCP_RUNNER_LOG_MAX_BYTES"
+DEFAULT_LOG_LIMIT_BYTES = 16 * 1024 * 1024
+LOG_MIN_TAIL_BYTES = 64 * 1024
 
 # Process groups of the commands running now, for a server that is told to stop.
 ACTIVE_GROUPS: set[int] = set()
@@ -154,6 +162,70 @@ class CommandOutcome:
     output_tail: bytes  # the last OUTPUT_TAIL_BYTES of stdout+stderr
 
 
+def log_limit_from_env(env: Mapping[str, str]) -> int:
+    raw = env.get(LOG_LIMIT_ENV)
+    try:
+        value = int(raw) if raw else DEFAULT_LOG_LIMIT_BYTES
+    except ValueError:
+        value = DEFAULT_LOG_LIMIT_BYTES
+    return value if value > 0 else DEFAULT_LOG_LIMIT_BYTES
+
+
+class LogEcho:
+    """One command's output copied to ``echo`` (a descriptor, usually the run's
+    runner.log, or a function) within the log's limit (see LOG_LIMIT_ENV). For a
+    regular file the limit is on the file's size; else on what this command sent."""
+
+    def __init__(self, echo: Echo, limit: int) -> None:
+        self.echo = echo
+        self.limit = limit
+        self.written = 0
+        self.left_out = 0
+        self.tail = bytearray()
+
+    def _send(self, data: bytes) -> None:
+        emit(self.echo, data)
+        self.written += len(data)
+
+    def _log_size(self) -> int:
+        if callable(self.echo) or self.echo is None:
+            return self.written
+        try:
+            info = os.fstat(self.echo)
+        except OSError:
+            return self.written
+        return info.st_size if stat.S_ISREG(info.st_mode) else self.written
+
+    def write(self, chunk: bytes) -> None:
+        if self.echo is None:
+            return
+        if not self.left_out:
+            room = max(0, self.limit // 2 - self._log_size())
+            head = chunk[:room]
+            if head:
+                self._send(head)
+            chunk = chunk[len(head) :]
+        if chunk:
+            self.left_out += len(chunk)
+            self.tail.extend(chunk)
+            if len(self.tail) > self.limit:  # trimmed in steps, not per chunk
+                del self.tail[: len(self.tail) - self.limit // 2]
+
+    def finish(self) -> None:
+        """Write the kept end of the output that went over the limit, after a note."""
+        if self.echo is None or not self.left_out:
+            return
+        keep = max(LOG_MIN_TAIL_BYTES, self.limit - self._log_size())
+        tail = bytes(self.tail[-keep:])
+        note = (
+            f"\n[mcp-runner: {self.left_out - len(tail)} bytes of this command's output left out of runner.log "
+            f"({LOG_LIMIT_ENV}={self.limit}); its last {len(tail)} bytes follow]\n"
+        )
+        self._send(note.encode() + tail)
+        self.left_out = 0
+        self.tail.clear()
+
+
 def emit(echo: Echo, data: bytes) -> None:
     """Hand output to ``echo``: a function, a file descriptor, or nowhere (None)."""
     if callable(echo):
@@ -229,6 +301,7 @@ async def run_command(
     exit_fd = os.pidfd_open(process.pid)
     tail = bytearray()
     partial_line = bytearray()
+    log = LogEcho(echo, log_limit_from_env(env))
     # Plain loop readers, not tasks: per command this costs ~0.3 ms less.
     loop = asyncio.get_running_loop()
     ended = loop.create_future()  # the leader exited, or the deadline passed
@@ -242,7 +315,7 @@ async def run_command(
                 on_line(bytes(partial_line[:cut]))
                 del partial_line[:cut]
         else:
-            emit(echo, chunk)
+            log.write(chunk)
         tail.extend(chunk)
         if len(tail) > 2 * OUTPUT_TAIL_BYTES:
             del tail[:-OUTPUT_TAIL_BYTES]
@@ -300,6 +373,7 @@ async def run_command(
                 keep(chunk)
         if on_line is not None and partial_line:
             on_line(bytes(partial_line))
+        log.finish()
         os.close(read_end)
         os.close(exit_fd)
         ACTIVE_GROUPS.discard(pgid)

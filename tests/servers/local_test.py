@@ -279,3 +279,30 @@ def test_a_daemon_does_not_keep_a_finished_command_running(
     # Killed and reaped by the server (its subreaper), not left a zombie.
     wait_for(lambda: not Path(f"/proc/{daemon}").exists(), timeout=10)
     assert answer_of(deadline_12_client.call("echo again"))["exit_code"] == 0
+
+
+def test_runner_log_keeps_the_first_and_last_of_a_flood_of_output(tmp_path: Path) -> None:
+    limit = 1024 * 1024
+    log = tmp_path / "server.stderr"
+    raw = RawClient(tmp_path, log, **{common.LOG_LIMIT_ENV: str(limit)})
+    try:
+        flood = "echo FIRST-LINE; head -c 5000000 /dev/zero | tr '\\0' x; echo; echo LAST-LINE"
+        answer = answer_of(raw.call(flood))
+        assert answer["exit_code"] == 0 and answer["summary"].endswith("LAST-LINE")
+        kept = log.read_bytes()
+        assert len(kept) <= limit + 1024
+        assert kept.startswith(b"FIRST-LINE\n") and kept.endswith(b"\nLAST-LINE\n")
+        assert b"bytes of this command's output left out of runner.log (MCP_RUNNER_LOG_MAX_BYTES=1048576)" in kept
+        # A later flood still shows its own end (at least LOG_MIN_TAIL_BYTES of it).
+        answer_of(raw.call("head -c 300000 /dev/zero | tr '\\0' y; echo; echo SECOND-END"))
+        again = log.read_bytes()
+        assert again.endswith(b"\nSECOND-END\n") and len(again) <= len(kept) + common.LOG_MIN_TAIL_BYTES + 1024
+    finally:
+        raw.close()
+
+
+def test_log_limit_from_env() -> None:
+    assert common.log_limit_from_env({}) == common.DEFAULT_LOG_LIMIT_BYTES == 16 * 1024 * 1024
+    assert common.log_limit_from_env({common.LOG_LIMIT_ENV: "4096"}) == 4096
+    for bad in ("abc", "0", "-5", ""):
+        assert common.log_limit_from_env({common.LOG_LIMIT_ENV: bad}) == common.DEFAULT_LOG_LIMIT_BYTES
