@@ -96,12 +96,13 @@ def find_manifest(repo_root: str, runs_root: str, legacy_root: str, run_id: str)
     Pointers may only lead to files under the run roots: a symlink or stub aimed
     outside them is treated as not found, and so is a run's own manifest.json
     (or its run directory) linked to a file outside them. Whoever writes resolves
-    the path it is given (``Path.resolve``): it stays inside the run roots.
+    the path it is given (``os.path.realpath``): it stays inside the run roots.
     """
     validate_run_id(run_id)
     direct = os.path.join(runs_root, run_id, MANIFEST_NAME)
     allowed = _allowed(repo_root, runs_root, legacy_root)
-    if os.path.isfile(direct):
+    if os.path.isfile(direct) or (os.path.lexists(direct) and not os.path.islink(direct)):
+        # (a FIFO or directory there is the run's manifest too: its reader says what is wrong)
         return direct if _inside(direct, allowed) else None
     pointer = os.path.join(legacy_root, run_id, MANIFEST_NAME)
     if os.path.islink(pointer):

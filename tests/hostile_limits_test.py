@@ -152,9 +152,13 @@ def test_a_fifo_as_a_manifest_is_skipped_by_every_overview_and_refused_for_one_r
     assert resumed.stderr == (
         f"Manifest for run {RUN_ID} cannot be read: .runs/0001/mcp/{RUN_ID}/manifest.json: not a regular file\n"
     )
-    for script in ("mcp-runner-poll.sh", "mcp-runner-cancel.sh"):
-        result = run_script(script, RUN_ID, repo=repo, env=env, timeout=30)
-        assert result.returncode == 1 and result.stderr.count("\n") == 1 and "not found" in result.stderr
+    polled = run_script("mcp-runner-poll.sh", RUN_ID, repo=repo, env=env, timeout=30)
+    assert polled.returncode == 1 and polled.stdout == ""
+    assert polled.stderr == (
+        f"Manifest for run {RUN_ID} could not be read: .runs/0001/mcp/{RUN_ID}/manifest.json: not a regular file\n"
+    )
+    cancelled = run_script("mcp-runner-cancel.sh", RUN_ID, repo=repo, env=env, timeout=30)
+    assert cancelled.returncode == 1 and cancelled.stderr.count("\n") == 1 and "Traceback" not in cancelled.stderr
     assert path.is_fifo()
 
 
