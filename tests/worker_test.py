@@ -457,3 +457,26 @@ def test_a_terminal_run_only_gets_its_pending_metrics(repo: Path) -> None:
     assert len(run.metrics_lines()) == 1
     assert run_worker(run) == 1
     assert len(run.metrics_lines()) == 1
+
+
+def test_a_cancel_tells_the_server_and_lets_its_turn_end_before_stopping_it(tmp_path: Path) -> None:
+    cancel_file = tmp_path / "cancelled.jsonl"
+    run = create_run(
+        tmp_path, ["true"], server=misbehaving_server("hang-reporting", "codex"), RAWSERVER_CANCEL_FILE=str(cancel_file)
+    )
+    worker = launch_worker(run)
+    try:
+        wait_for(lambda: "Reconnecting... waiting for network" in run.log_text())
+        os.kill(worker.pid, signal.SIGTERM)
+        assert worker.wait(timeout=60) == 1
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+    assert run.manifest()["status"] == "cancelled"
+    [cancelled] = [json.loads(line) for line in cancel_file.read_text().splitlines()]
+    assert cancelled["reason"] == "caller cancelled"  # the MCP notifications/cancelled for the call
+    lines = run.log_text().splitlines()
+    aborted = next(n for n, line in enumerate(lines) if line.endswith("codex event turn_aborted: interrupted"))
+    stopped = next(n for n, line in enumerate(lines) if "the MCP server has stopped" in line)
+    assert aborted < stopped  # the turn ended before the server's stdin was closed and its group stopped
