@@ -189,7 +189,9 @@ def refuse_linked(path: Path | str) -> str:
     path = os.fspath(path)
     for candidate in (path, os.path.dirname(path) or "."):
         if os.path.islink(candidate):
-            raise RunFileError(errno.ELOOP, f"{candidate} is a symbolic link; refused to write through it")
+            # (its name only: messages show no absolute paths, and this one has no repo root)
+            name = os.path.basename(candidate) or candidate
+            raise RunFileError(errno.ELOOP, f"{name} is a symbolic link; refused to write through it")
     return path
 
 
