@@ -196,3 +196,9 @@ def scan(
             parsed.values[arg] = value
         position += 2
     return parsed
+
+
+def timeout_number(value: str) -> int | float:
+    """A ``--timeout`` as stored: a number, integral values as ints (3600, not 3600.0)."""
+    number = float(value.strip())
+    return int(number) if number.is_integer() else number

@@ -17,20 +17,15 @@ import sys
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 from mcp_core import store
+from mcp_core.manifest import RUNNER_LOG
 from mcp_core.paths import Locations
 from mcp_core.process import start_ticks
+from mcp_core.run_record import Launched
 
-RUNNER_LOG = "runner.log"
 WORKER_MODULE = "mcp_core.worker"
 _PACKAGE_PARENT = Path(__file__).resolve().parent.parent
-
-
-class Launched(NamedTuple):  # not a dataclass: see paths.Locations
-    pid: int
-    start_ticks: int | None
 
 
 def worker_env(loc: Locations, base: Mapping[str, str]) -> dict[str, str]:

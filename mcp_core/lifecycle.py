@@ -17,38 +17,18 @@ worker) finishes steps 2 and 3, and step 2's check keeps it to one line.
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
 from mcp_core import manifest as manifest_mod
-from mcp_core import metrics, process, store
+from mcp_core import metrics, process, run_record, store
 from mcp_core.error_artifacts import write_error_artifact
-from mcp_core.jsfmt import iso_now
+from mcp_core.faults import fault_point
 from mcp_core.paths import Locations
 
 CANCELLED_REASON = "cancelled"
-
-
-FAULT_POINT_ENV = "MCP_RUNNER_TEST_PAUSE"
-_fault_point_passes: dict[str, int] = {}
-
-
-def fault_point(name: str) -> None:
-    """Fault injection for tests/chaos only, off unless ``MCP_RUNNER_TEST_PAUSE``
-    names this point (``name`` or ``name:N``, its N-th passage; comma-separated):
-    the process then stops itself (SIGSTOP) so the test can SIGKILL it right here."""
-    wanted = os.environ.get(FAULT_POINT_ENV)
-    if not wanted:
-        return
-    passes = _fault_point_passes[name] = _fault_point_passes.get(name, 0) + 1
-    for item in wanted.split(","):
-        point, _, nth = item.partition(":")
-        if point == name and nth in ("", str(passes)):
-            os.kill(os.getpid(), signal.SIGSTOP)
 
 
 class FinishResult(NamedTuple):
@@ -75,39 +55,30 @@ def finish_run(
     update: Callable[[dict[str, Any], str], None] | None = None,
     summary: str | None = None,
     log: TextIO | None = None,
+    by: run_record.Identity | None = None,
 ) -> FinishResult:
     """Move a run to ``status`` (succeeded, failed or cancelled) and record its metrics.
 
     ``update(manifest, now)`` may change commands in the same locked save.
     ``summary`` is added to ``manifest.summary`` before the guardrail sentence.
+    ``by`` is the worker ending its own run (NotOwner when it is no longer its
+    own); None for cancel, which ends a run only when its worker is not alive.
     A run that is already terminal is left as it is; only a pending metrics
     line is completed. The guardrail sentence is printed to ``log``
     (default: stderr, which for the worker is ``runner.log``).
     """
-    if status not in manifest_mod.TERMINAL_STATUSES:
-        raise ValueError(f"not a terminal status: {status}")
-    changed = False
 
-    def change(manifest: dict[str, Any]) -> bool:
-        nonlocal changed
-        if manifest_mod.is_terminal(manifest):
-            return False
-        now = iso_now()
+    def change(manifest: dict[str, Any], now: str) -> None:
         if update is not None:
             update(manifest, now)
-        manifest["status"] = status
         manifest["status_detail"] = status_detail
-        manifest["completed_at"] = now
         if summary:
             append_summary(manifest, summary)
         sentence = manifest_mod.guardrail_sentence(manifest)
         if sentence:
             append_summary(manifest, sentence)
-        manifest["metrics_recorded"] = False
-        changed = True
-        return True
 
-    manifest_mod.save(manifest_path, change, iso_now)
+    changed = run_record.ended(manifest_path, status, change, by=by)
     complete_pending_metrics(loc, manifest_path, log=log)
     return FinishResult(store.read_json(manifest_path, follow=False), changed)
 
@@ -134,24 +105,16 @@ def complete_pending_metrics(loc: Locations, manifest_path: Path, *, log: TextIO
                 append_summary(manifest, sentence)
             manifest[metrics.OFFSET_KEY] = search_from  # before the append: see metrics_file_size
 
-        current = manifest_mod.save(real, prepare, iso_now)
+        current = run_record.metrics_prepared(real, prepare)
     fault_point("before-metrics-append")
     added = metrics.record_run(loc, current, search_from=search_from)
     fault_point("after-metrics-append")
     if added and sentence:
         stream = log if log is not None else sys.stderr
         print(sentence, file=stream, flush=True)
-    ending = (current.get("status"), current.get("completed_at"))
-
-    def mark_recorded(manifest: dict[str, Any]) -> bool:
-        # Only for the ending just recorded: a retried run may have moved on.
-        if (manifest.get("status"), manifest.get("completed_at")) != ending:
-            return False
-        manifest["metrics_recorded"] = True
-        manifest.pop(metrics.OFFSET_KEY, None)  # the next ending (a retry) notes its own
-        return True
-
-    manifest_mod.save(real, mark_recorded, iso_now)
+    # Only for the ending just recorded (a retried run may have moved on); the
+    # next ending (a retry) notes its own offset.
+    run_record.metrics_recorded(real, (current.get("status"), current.get("completed_at")), metrics.OFFSET_KEY)
     return added
 
 
@@ -161,6 +124,7 @@ def cancel_run(
     message: str,
     *,
     log: TextIO | None = None,
+    by: run_record.Identity | None = None,
 ) -> FinishResult:
     """Mark a run ``cancelled``: a command still ``running`` becomes ``failed``
     with ``message`` as its summary and an error artifact (reason
@@ -179,7 +143,7 @@ def cancel_run(
                 loc, run_dir, manifest, command, CANCELLED_REASON, {"message": message}, now
             )
 
-    return finish_run(loc, manifest_path, "cancelled", None, update=fail_running, summary=message, log=log)
+    return finish_run(loc, manifest_path, "cancelled", None, update=fail_running, summary=message, log=log, by=by)
 
 
 def stop_recorded_server(manifest: dict[str, Any], grace_seconds: float = 2.0) -> bool:
@@ -195,5 +159,5 @@ def stop_recorded_server(manifest: dict[str, Any], grace_seconds: float = 2.0) -
         return False
     assert isinstance(pid, int)
     # The worker started the server in a new session: its pid names the group.
-    process.kill_group(pid, grace_seconds)
+    process.stop_group(pid, grace_seconds)
     return True

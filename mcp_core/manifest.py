@@ -1,31 +1,29 @@
-"""The run manifest: its shape, its creation, and locked updates."""
+"""The run manifest: its shape and the names of a run's files (its changes: run_record)."""
 
 from __future__ import annotations
 
-from mcp_core import store
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # poll imports this module: nothing imported only for types
-    from collections.abc import Callable
-    from pathlib import Path
     from typing import Any
 
     from mcp_core.paths import Locations
 
 RUNNER_NAME = "mcp-runner-py"
 RUNNER_SCRIPT = "bin/mcp-runner-start"
+# The files of a run directory, named once.
 MANIFEST_NAME = "manifest.json"
+HEARTBEAT_FILE = ".heartbeat"
+RUNNER_LOG = "runner.log"
+POLL_SNAPSHOT_NAME = "poll.json"
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 HEARTBEAT_INTERVAL_SECONDS = 10
 HEARTBEAT_STALE_AFTER_SECONDS = 30
 GUARDRAIL_MARKER = "scripts/spec-guard.sh"
 GUARDRAIL_MISSING = (
-    "Guardrail command missing; run scripts/run-mcp-diagnostics.sh --no-watch "
-    "to capture reviewer diagnostics."
+    "Guardrail command missing; run scripts/run-mcp-diagnostics.sh --no-watch to capture reviewer diagnostics."
 )
 GUARDRAIL_FAILED = (
-    "Guardrail command failed; re-run scripts/run-mcp-diagnostics.sh --no-watch "
-    "to gather failure artifacts."
+    "Guardrail command failed; re-run scripts/run-mcp-diagnostics.sh --no-watch to gather failure artifacts."
 )
 
 
@@ -70,7 +68,7 @@ def new_manifest(
         "approval_policy": approval_policy,
         "timeout_seconds": timeout_seconds,
         "runner_pid": None,
-        "runner_log": loc.rel(run_dir / "runner.log"),
+        "runner_log": loc.rel(run_dir / RUNNER_LOG),
         "task_id": loc.task_id,
         "artifact_root": loc.rel(run_dir),
         "compat_path": loc.rel(loc.pointer_dir(run_id)),
@@ -96,8 +94,7 @@ def guardrail_succeeded(manifest: dict[str, Any]) -> bool:
     if not isinstance(commands, list):
         return False
     return any(
-        isinstance(c, dict) and is_guardrail(c.get("command")) and c.get("status") == "succeeded"
-        for c in commands
+        isinstance(c, dict) and is_guardrail(c.get("command")) and c.get("status") == "succeeded" for c in commands
     )
 
 
@@ -110,26 +107,7 @@ def guardrail_sentence(manifest: dict[str, Any]) -> str | None:
         return None
     commands = manifest.get("commands") if isinstance(manifest.get("commands"), list) else []
     ran = any(
-        isinstance(c, dict)
-        and is_guardrail(c.get("command"))
-        and c.get("status") in ("failed", "succeeded", "running")
+        isinstance(c, dict) and is_guardrail(c.get("command")) and c.get("status") in ("failed", "succeeded", "running")
         for c in commands or []
     )
     return GUARDRAIL_FAILED if ran else GUARDRAIL_MISSING
-
-
-def save(path: Path, change: Callable[[dict[str, Any]], Any], now: Callable[[], str]) -> dict[str, Any]:
-    """Locked read-modify-write of a manifest; every save sets ``updated_at``.
-
-    ``path`` is the run's own manifest: a symlink there or at the run directory
-    is refused (OSError), so no save writes outside the runs root. Poll resolves
-    a compatibility pointer, checked to stay inside the runs root, first.
-    """
-
-    def apply(manifest: dict[str, Any]) -> Any:
-        if change(manifest) is False:
-            return False
-        manifest["updated_at"] = now()
-        return True
-
-    return store.update_json(path, apply)

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from mcp_core.codex_events import LatestEvent, describe_codex_event, shorten
 from mcp_core.jsfmt import iso_now
+from mcp_core.process import stop_group
 
 if TYPE_CHECKING:
     from mcp import ClientSession
@@ -140,16 +141,6 @@ def _exited(pid_fd: int | None, process: subprocess.Popen[bytes], timeout: float
     return True
 
 
-def _group_exists(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def stop_server(process: subprocess.Popen[bytes], *, wait_seconds: float, kill_grace: float = 2.0) -> None:
     """Stop the server for good: close its stdin, give it ``wait_seconds`` to
     exit, then SIGTERM its whole process group and SIGKILL whatever is left
@@ -167,17 +158,7 @@ def stop_server(process: subprocess.Popen[bytes], *, wait_seconds: float, kill_g
             with contextlib.suppress(OSError):
                 process.stdin.close()
         _exited(pid_fd, process, wait_seconds)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGTERM)
-        deadline = time.monotonic() + kill_grace
-        while time.monotonic() < deadline:
-            process.poll()  # reap the leader: a zombie would keep the group "alive"
-            if not _group_exists(pgid):
-                break
-            time.sleep(0.01)
-        else:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pgid, signal.SIGKILL)
+        stop_group(pgid, kill_grace, leader=process)
         process.wait()
     finally:
         if pid_fd is not None:

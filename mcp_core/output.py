@@ -5,13 +5,22 @@ from __future__ import annotations
 import os
 import sys
 
-from mcp_core.errors import RunnerError
+from mcp_core.errors import RunnerError, UsageError
 from mcp_core.jsfmt import dumps_pretty
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # poll imports this module: nothing imported only for types
     from collections.abc import Callable
     from typing import Any
+
+FORMATS = ("text", "json")
+
+
+def check_format(value: str) -> str:
+    """A ``--format`` value: text or json."""
+    if value not in FORMATS:
+        raise UsageError(f'Unsupported format: {value}. Expected "text" or "json".')
+    return value
 
 
 def print_json(value: Any) -> None:
@@ -30,13 +39,57 @@ def report(exc: RunnerError) -> int:
     return exc.exit_code
 
 
+ERROR_LOG_DIR_ENV = "MCP_RUNNER_ERROR_LOG_DIR"
+
+
+def _command_name() -> str:
+    name = os.path.basename(sys.argv[0] or "mcp-runner")
+    return name[: -len(".py")] if name.endswith(".py") else name
+
+
+def write_traceback(exc: BaseException) -> str | None:
+    """The traceback of ``exc`` in a log file of its own; its path, or None."""
+    import tempfile
+    import time
+    import traceback
+
+    directory = os.environ.get(ERROR_LOG_DIR_ENV) or os.path.join(tempfile.gettempdir(), "mcp-runner-errors")
+    path = os.path.join(directory, f"{_command_name()}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log")
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        with open(path, "w", encoding="utf-8", errors="replace") as handle:
+            handle.write(f"{' '.join(sys.argv)}\n\n")
+            handle.write("".join(traceback.format_exception(exc)))
+    except OSError:
+        return None
+    return path
+
+
+def unexpected(exc: BaseException, what: str | None = None) -> int:
+    """One line on stderr for an exception nobody expected, exit 1; its traceback
+    goes to a log file whose path the line gives. An OSError (a disk that is
+    full or read-only, a name too long, a directory we may not read) says its
+    reason and file."""
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if exc.filename else ""
+        detail = f"{exc.strerror or exc}{where}"
+    else:
+        detail = f"{type(exc).__name__}: {exc}"
+    log = write_traceback(exc)
+    told = f" (traceback in {log})" if log and not isinstance(exc, OSError) else ""
+    error_line(f"{what or _command_name() + ' failed'}: {detail}{told}")
+    return 1
+
+
 def run_cli(body: Callable[[], int], *, disk_error: str | None = None) -> int:
-    """Run a command's body and turn what it raises into an exit code.
+    """Run a command's body and turn what it raises into an exit code: the one
+    error handler of every command.
 
     A RunnerError is one stderr line; Ctrl-C exits 130; a reader that went away
     (``poll ... | head``) ends the command quietly instead of failing again when
-    Python flushes stdout at exit. With ``disk_error``, an OSError (read-only or
-    full disk) is one line starting with it, never a traceback.
+    Python flushes stdout at exit. Anything else (an OSError included) is one
+    line naming what failed, exit 1, never a traceback on the terminal; the
+    line starts with ``disk_error`` when given.
     """
     try:
         return body()
@@ -47,11 +100,8 @@ def run_cli(body: Callable[[], int], *, disk_error: str | None = None) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except OSError as exc:
-        if disk_error is None:
-            raise
-        where = f": {exc.filename}" if exc.filename else ""
-        return report(RunnerError(f"{disk_error}: {exc.strerror or exc}{where}"))
+    except Exception as exc:
+        return unexpected(exc, disk_error)
 
 
 def print_result(result: dict[str, Any], output_format: str, format_text: Callable[[dict[str, Any]], str]) -> None:

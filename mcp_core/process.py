@@ -7,6 +7,7 @@ import os
 import signal
 import time
 from collections.abc import Collection
+from typing import Protocol
 
 
 def start_ticks(pid: int) -> int | None:
@@ -51,17 +52,30 @@ def is_alive(pid: object, expected_start: object = None) -> bool:
     return True
 
 
-def kill_group(pgid: int, grace_seconds: float = 2.0) -> None:
-    """SIGTERM a process group, then SIGKILL whatever is left after ``grace_seconds``."""
+class _Reapable(Protocol):
+    def poll(self) -> int | None: ...
+
+
+def signal_group(pgid: int, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGTERM)
+        os.killpg(pgid, signum)
+
+
+def stop_group(pgid: int, grace_seconds: float = 2.0, *, leader: _Reapable | None = None) -> None:
+    """Stop a process group: SIGTERM, then SIGKILL whatever is left after
+    ``grace_seconds``. The one way any process group of a run is stopped.
+
+    ``leader``: our child leading the group, reaped while we wait (a zombie
+    keeps its group "alive")."""
+    signal_group(pgid, signal.SIGTERM)
     deadline = time.monotonic() + grace_seconds
     while time.monotonic() < deadline:
+        if leader is not None:
+            leader.poll()
         if not group_exists(pgid):
             return
-        time.sleep(0.02)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
+        time.sleep(0.01)
+    signal_group(pgid, signal.SIGKILL)
 
 
 def group_exists(pgid: int) -> bool:

@@ -17,6 +17,7 @@ import errno
 import fcntl
 import os
 import stat  # loaded with os at start-up
+import time
 
 from mcp_core.jsfmt import dumps_pretty
 
@@ -242,22 +243,71 @@ def loads(text: str) -> Any:
     return json.loads(text)
 
 
-class locked_dir:  # a class, used as ``with store.locked_dir(path):``
-    """Hold an exclusive lock on ``directory`` (an flock on its descriptor)."""
+WRITER_WAIT_ENV = "MCP_RUNNER_LOCK_WAIT_SECONDS"
+DEFAULT_WRITER_WAIT_SECONDS = 30.0
+_LOCK_RETRY_SECONDS = 0.01
 
-    def __init__(self, directory: Path | str) -> None:
+
+class LockBusy(OSError):
+    """The lock was held by another process for longer than the caller would wait."""
+
+    def __init__(self, directory: Path | str, holder: int | None, waited: float) -> None:
+        who = f"process {holder}" if holder is not None else "another process"
+        super().__init__(errno.EWOULDBLOCK, f"{directory} is locked by {who} (waited {waited:g}s)")
+        self.holder = holder
+
+
+def writer_wait_seconds() -> float:
+    """How long a writer waits for a run's lock (``MCP_RUNNER_LOCK_WAIT_SECONDS``, default 30)."""
+    raw = os.environ.get(WRITER_WAIT_ENV)
+    try:
+        value = float(raw) if raw else DEFAULT_WRITER_WAIT_SECONDS
+    except ValueError:
+        value = DEFAULT_WRITER_WAIT_SECONDS
+    return value if value >= 0 else DEFAULT_WRITER_WAIT_SECONDS
+
+
+def lock_holder(fd: int) -> int | None:
+    """The pid holding an flock on ``fd``'s file, from /proc/locks (None if unknown)."""
+    info = os.fstat(fd)
+    wanted = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                fields = line.split()
+                # "1: FLOCK  ADVISORY  WRITE 1234 fe:00:5678 0 EOF" (blocked waiters have "->")
+                if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == wanted and fields[4].isdigit():
+                    return int(fields[4])
+    except OSError:
+        return None
+    return None
+
+
+class locked_dir:  # a class, used as ``with store.locked_dir(path):``
+    """Hold an exclusive lock on ``directory`` (an flock on its descriptor).
+
+    ``wait`` bounds the wait in seconds (None: ``writer_wait_seconds()``; 0: one
+    try): a process stopped while it holds the lock must not hang anyone, so
+    past the bound LockBusy names the holder.
+    """
+
+    def __init__(self, directory: Path | str, wait: float | None = None) -> None:
         self.directory = directory
+        self.wait = wait
 
     def __enter__(self) -> None:
+        limit = writer_wait_seconds() if self.wait is None else self.wait
         fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
         try:
+            deadline = time.monotonic() + limit
             while True:
                 try:
-                    fcntl.flock(fd, fcntl.LOCK_EX)
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
-                except OSError as exc:  # pragma: no cover - EINTR is retried by Python
-                    if exc.errno != errno.EINTR:
-                        raise
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise LockBusy(self.directory, lock_holder(fd), limit) from None
+                    time.sleep(_LOCK_RETRY_SECONDS)
         except BaseException:
             os.close(fd)
             raise
@@ -267,15 +317,17 @@ class locked_dir:  # a class, used as ``with store.locked_dir(path):``
         os.close(self.fd)  # closing releases the lock
 
 
-def update_json(path: Path | str, change: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+def update_json(
+    path: Path | str, change: Callable[[dict[str, Any]], Any], wait: float | None = None
+) -> dict[str, Any]:
     """Locked read-modify-write of a JSON object file; returns the saved object.
 
     ``change`` mutates the freshly read object in place. If it returns False the
     file is left as it was. A symlink at ``path`` or at its directory is refused
-    (``refuse_linked``).
+    (``refuse_linked``). ``wait`` as for ``locked_dir``.
     """
     refuse_linked(path)
-    with locked_dir(os.path.dirname(path) or "."):
+    with locked_dir(os.path.dirname(path) or ".", wait):
         data = read_json(path, follow=False)
         if not isinstance(data, dict):
             raise ValueError(f"{path} does not hold a JSON object")

@@ -11,13 +11,13 @@ from typing import Any
 
 from runs import Run, create_run, pid_alive
 
-from mcp_core import lifecycle, metrics, process, store
+from mcp_core import lifecycle, metrics, process, run_record, store
 from mcp_core import manifest as manifest_mod
 from mcp_core.jsfmt import iso_now
 
 
 def change(run: Run, edit: Any) -> None:
-    manifest_mod.save(run.manifest_path, edit, iso_now)
+    run_record.update(run.manifest_path, edit)
 
 
 def test_finish_run_once(repo: Path) -> None:

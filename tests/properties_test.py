@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from mcp_core import manifest as manifest_mod
-from mcp_core import store
+from mcp_core import run_record, store
 from mcp_core.argscan import Messages, is_numeric, options_of, scan
 from mcp_core.commands import cancel, diagnostics, metrics, migrate, poll, prune, report, resume, start
 from mcp_core.commands import list as list_command
@@ -267,7 +267,7 @@ MANIFEST_KEY = st.one_of(st.sampled_from(["summary", "status_detail", "commands"
     value=JSON_VALUES,
 )
 def test_a_manifest_saved_reads_back_as_saved(commands: list[str], key: str, value: Any) -> None:
-    """new_manifest -> write_json -> manifest.save(set key) -> read: every key in its
+    """new_manifest -> write_json -> run_record.update(set key) -> read: every key in its
     place, a new key at the end, the value as set, updated_at set, the file exactly
     the pretty form of what it holds."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -286,7 +286,7 @@ def test_a_manifest_saved_reads_back_as_saved(commands: list[str], key: str, val
         def change(record: dict[str, Any]) -> None:
             record[key] = value
 
-        saved = manifest_mod.save(path, change, iso_now)
+        saved = run_record.update(path, change)
         on_disk = store.read_json(path)
         assert same_json(on_disk, saved)
         expected_keys = list(created) + ([key] if key not in created else [])

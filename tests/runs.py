@@ -24,7 +24,7 @@ from typing import Any
 from conftest import runner_env
 
 from mcp_core import manifest as manifest_mod
-from mcp_core import pointers, store
+from mcp_core import pointers, run_record, store
 from mcp_core.jsfmt import iso_now, stamp
 from mcp_core.launch import worker_env
 from mcp_core.paths import Locations, locate
@@ -116,7 +116,7 @@ def launch_worker(run: Run) -> subprocess.Popen[bytes]:
         manifest["status"] = "in_progress"
         return True
 
-    manifest_mod.save(run.manifest_path, started, iso_now)
+    run_record.update(run.manifest_path, started)
     return worker
 
 

@@ -116,8 +116,7 @@ _RMW = _GATE + """
 import sys, time
 sys.path.insert(0, sys.argv[1])
 from pathlib import Path
-from mcp_core import manifest
-from mcp_core.jsfmt import iso_now
+from mcp_core import run_record
 path, role, count, go = Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]), Path(sys.argv[5])
 wait_at_the_gate(go)
 for n in range(count):
@@ -128,7 +127,7 @@ for n in range(count):
         def change(m):
             m["counter"] += 1
             m["status_detail"] = "stale-heartbeat" if m["counter"] % 2 else None
-    manifest.save(path, change, iso_now)
+    run_record.update(path, change)
 """
 
 

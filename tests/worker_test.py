@@ -28,7 +28,7 @@ from runs import (
 )
 
 from mcp_core import manifest as manifest_mod
-from mcp_core import store
+from mcp_core import run_record, store
 from mcp_core.error_artifacts import MAX_STRING_BYTES
 from mcp_core.jsfmt import iso_now
 
@@ -420,15 +420,15 @@ def test_heartbeat_clears_only_its_own_details(repo: Path) -> None:
     def mark(detail: str):
         return lambda manifest: manifest.__setitem__("status_detail", detail)
 
-    manifest_mod.save(run.manifest_path, fast_heartbeat, iso_now)
+    run_record.update(run.manifest_path, fast_heartbeat)
     worker = launch_worker(run)
     try:
         wait_for(lambda: run.manifest()["commands"][0]["status"] == "running")
-        manifest_mod.save(run.manifest_path, mark("stale-heartbeat"), iso_now)
+        run_record.update(run.manifest_path, mark("stale-heartbeat"))
         wait_for(lambda: run.manifest()["status_detail"] is None)
-        manifest_mod.save(run.manifest_path, mark("resuming"), iso_now)
+        run_record.update(run.manifest_path, mark("resuming"))
         wait_for(lambda: run.manifest()["status_detail"] is None)
-        manifest_mod.save(run.manifest_path, mark("command-failed"), iso_now)
+        run_record.update(run.manifest_path, mark("command-failed"))
         for _ in range(2):  # two more beats
             beat = run.manifest()["heartbeat_at"]
             wait_for(lambda: run.manifest()["heartbeat_at"] > beat)  # noqa: B023
@@ -451,7 +451,7 @@ def test_a_terminal_run_only_gets_its_pending_metrics(repo: Path) -> None:
         manifest["status"] = "failed"
         manifest["completed_at"] = iso_now()
 
-    manifest_mod.save(run.manifest_path, ended, iso_now)
+    run_record.update(run.manifest_path, ended)
     assert run_worker(run) == 1
     assert run.manifest()["metrics_recorded"] is True
     assert len(run.metrics_lines()) == 1

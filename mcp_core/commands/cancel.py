@@ -13,10 +13,9 @@ from typing import Any
 
 from mcp_core import manifest, process, store
 from mcp_core.argscan import Messages, scan
-from mcp_core.commands.start import check_format
 from mcp_core.errors import RunnerError, UsageError
-from mcp_core.launch import RUNNER_LOG
-from mcp_core.output import error_line, print_result, run_cli
+from mcp_core.manifest import RUNNER_LOG
+from mcp_core.output import check_format, error_line, print_result, run_cli
 from mcp_core.paths import Locations, locate, validate_run_id
 
 USAGE = """Usage: scripts/mcp-runner-cancel.sh <run-id> [--format text|json] [--wait SECONDS]
@@ -39,7 +38,10 @@ MESSAGES = Messages(unknown=lambda arg: f"Unknown option for cancel: {arg}")
 DEFAULT_WAIT_SECONDS = 30.0
 POLL_SECONDS = 0.05
 KILL_GRACE_SECONDS = 5.0
-DEAD_WORKER_MESSAGE = "Run cancelled by scripts/mcp-runner-cancel.sh; its worker was no longer running."
+DEAD_WORKER_MESSAGE = (
+    "Run cancelled by scripts/mcp-runner-cancel.sh; its worker was no longer running "
+    "(a worker out of sight here, in another PID namespace, stops at its next heartbeat)."
+)
 KILLED_WORKER_MESSAGE = (
     "Run cancelled by scripts/mcp-runner-cancel.sh; its worker did not stop within {wait:g}s and was killed."
 )
@@ -53,9 +55,11 @@ def _read(path: Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
-def _finish_cancelled(loc: Locations, manifest_path: Path, message: str) -> None:
+def _mark_cancelled(loc: Locations, manifest_path: Path, message: str) -> dict[str, Any]:
     """Mark the run cancelled ourselves, through the same path the worker takes
-    (a running command becomes failed with an error artifact, metrics once)."""
+    (a running command becomes failed with an error artifact, metrics once).
+    ``run_record.ended`` does it only while no worker is alive: one that a
+    resume launched meanwhile is left to be signalled. Returns the record."""
     from mcp_core import lifecycle
 
     record = _read(manifest_path)
@@ -63,15 +67,7 @@ def _finish_cancelled(loc: Locations, manifest_path: Path, message: str) -> None
         lifecycle.stop_recorded_server(record)  # a server the dead worker left behind
     # What the worker would have logged (the guardrail sentence) goes where it would have.
     with os.fdopen(store.open_append(manifest_path.parent / RUNNER_LOG), "a", encoding="utf-8") as log:
-        lifecycle.cancel_run(loc, manifest_path, message, log=log)
-
-
-def _mark_cancelled(loc: Locations, manifest_path: Path, last: dict[str, Any], message: str) -> dict[str, Any]:
-    _finish_cancelled(loc, manifest_path, message)
-    record = _read(manifest_path) or last
-    if not manifest.is_terminal(record):
-        raise RunnerError(f"Run {last.get('run_id')} could not be marked cancelled: {loc.rel(manifest_path)}")
-    return record
+        return lifecycle.cancel_run(loc, manifest_path, message, log=log).manifest
 
 
 def _complete_pending_metrics(loc: Locations, manifest_path: Path) -> None:
@@ -81,13 +77,31 @@ def _complete_pending_metrics(loc: Locations, manifest_path: Path) -> None:
         lifecycle.complete_pending_metrics(loc, manifest_path, log=log)
 
 
+def _record_cancel(
+    loc: Locations, manifest_path: Path, message: str, signalled: list[tuple[int, object]]
+) -> dict[str, Any]:
+    """``_mark_cancelled``, saying truthfully what happened when the worker was
+    stopped but the run cannot be written (a read-only or full disk)."""
+    try:
+        return _mark_cancelled(loc, manifest_path, message)
+    except OSError as exc:
+        if not signalled:
+            raise
+        where = f": {loc.rel(Path(exc.filename))}" if exc.filename else ""
+        raise RunnerError(
+            f"Cancel failed: the worker of run {manifest_path.parent.name} (PID {signalled[0][0]}) was stopped, "
+            f"but the run cannot be recorded as cancelled: {exc.strerror or exc}{where}. "
+            "Run cancel again once it can be written."
+        ) from exc
+
+
 def _kill_worker(pid: int, ticks: object) -> None:
     """SIGKILL the worker's process group (it leads its own session), then wait for it."""
     if not process.is_alive(pid, ticks):
         return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         if os.getsid(pid) == pid:  # a worker leads its own session; never touch a caller's group
-            os.killpg(pid, signal.SIGKILL)
+            process.signal_group(pid, signal.SIGKILL)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + KILL_GRACE_SECONDS
@@ -117,10 +131,12 @@ def cancel_run(loc: Locations, run_id: str, wait_seconds: float) -> dict[str, An
             break
         pid, ticks = record.get("runner_pid"), record.get("runner_start_ticks")
         if not process.is_alive(pid, ticks):
-            # Nobody left to mark the run (or the worker died just now): do it here.
-            # finish_run re-checks under the lock and keeps a status already reached.
-            record = _mark_cancelled(loc, manifest_path, record, DEAD_WORKER_MESSAGE)
-            break
+            # Nobody left to mark the run (or the worker died just now, or it
+            # runs out of sight and learns it at its next heartbeat): do it here.
+            record = _record_cancel(loc, manifest_path, DEAD_WORKER_MESSAGE, signalled)
+            if manifest.is_terminal(record):
+                break
+            continue  # a resume launched a worker meanwhile: that one is signalled
         assert isinstance(pid, int)
         if (pid, ticks) not in signalled:
             with contextlib.suppress(ProcessLookupError):
@@ -129,7 +145,7 @@ def cancel_run(loc: Locations, run_id: str, wait_seconds: float) -> dict[str, An
         if time.monotonic() >= deadline:
             error_line(f"Worker {pid} of run {run_id} did not stop within {wait_seconds:g}s; killing it.")
             _kill_worker(pid, ticks)
-            record = _mark_cancelled(loc, manifest_path, record, KILLED_WORKER_MESSAGE.format(wait=wait_seconds))
+            record = _record_cancel(loc, manifest_path, KILLED_WORKER_MESSAGE.format(wait=wait_seconds), signalled)
             break
         time.sleep(POLL_SECONDS)
 

@@ -1,27 +1,25 @@
 """diagnostics: start a run of the default commands and (unless --no-watch) watch it.
 
-The run is started through the start wrapper (``--format json``) and watched
-through the poll wrapper (``--watch``, text), as the old script did, so what
-this prints is what those commands print. While watching, a heartbeat that
-poll reports as stale gets one notice on stderr saying how to resume the run.
+It starts the run and watches it through the core, as start and poll do
+(``new_run.start_run``, poll's block, ``watch.watch``), so what it prints is
+what those commands print. The watch ends when the run ends, or on a
+run whose worker is known dead or whose heartbeat is stale: then one line on
+stderr says how to resume it. The exit status is 0 only when the run succeeded.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import subprocess
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from mcp_core import process, store
-from mcp_core.argscan import Messages, is_numeric, scan
-from mcp_core.errors import RunnerError, UsageError
-from mcp_core.manifest import TERMINAL_STATUSES
-from mcp_core.output import error_line
+from mcp_core import watch
+from mcp_core.argscan import Messages, is_numeric, scan, timeout_number
+from mcp_core.default_commands import default_commands
+from mcp_core.errors import UsageError
+from mcp_core.new_run import start_run
+from mcp_core.output import error_line, run_cli
 from mcp_core.paths import locate
 from mcp_core.termtext import printable
 
@@ -29,10 +27,11 @@ USAGE = """Usage: scripts/run-mcp-diagnostics.sh [options]
 
 Start a diagnostics run of the repository's default commands (the list
 scripts/mcp-runner-start.sh runs without --command, which should end with the
-guardrail scripts/spec-guard.sh), print where it lives, then watch it with
-scripts/mcp-runner-poll.sh --watch until it ends; the exit status is poll's.
-While watching, a stale heartbeat is reported with the command that resumes
-the run. MCP_RUNNER_DIAGNOSTICS_INTERVAL sets the watch interval (default 10 s).
+guardrail scripts/spec-guard.sh), print where it lives, then watch it as
+scripts/mcp-runner-poll.sh --watch does until it ends; the exit status is 0
+only when the run succeeded. A watch also ends on a run whose worker is gone
+or whose heartbeat is stale, with the command that resumes the run.
+MCP_RUNNER_DIAGNOSTICS_INTERVAL sets the watch interval (default 10 s).
 
 Options:
   --approval-policy <v>  The approval policy of the run [default: never].
@@ -49,56 +48,6 @@ MESSAGES = Messages(
 )
 INTERVAL_ENV = "MCP_RUNNER_DIAGNOSTICS_INTERVAL"
 DEFAULT_INTERVAL = "10"
-START_FAILED = "Failed to start diagnostics runner."
-_STALE_LINE = re.compile(rb"^Heartbeat age: .*\(STALE\)\s*$")
-_HEARTBEAT_LINE = re.compile(rb"^Heartbeat age: ")
-_STATUS_LINE = re.compile(rb"^Run .* status: (\S*)\s*$")
-
-
-def runner_command(env: Mapping[str, str], script: str, command: str) -> list[str]:
-    """``scripts/<script>`` beside this checkout (or where the wrappers were copied);
-    for an installed package without wrappers, ``python -m mcp_core.cli <command>``."""
-    checkout = env.get("MCP_RUNNER_CHECKOUT")
-    wrapper = Path(checkout or Path(__file__).resolve().parent.parent.parent) / "scripts" / script
-    if checkout or wrapper.is_file():
-        return [str(wrapper)]
-    return [sys.executable, "-m", "mcp_core.cli", command]
-
-
-def start_diagnostics(
-    approval_policy: str, timeout: str, env: Mapping[str, str]
-) -> tuple[int, dict[str, Any] | None]:
-    """Run start with ``--format json``; its stderr passes through. Returns (status, fields)."""
-    completed = subprocess.run(
-        [
-            *runner_command(env, "mcp-runner-start.sh", "start"),
-            "--approval-policy",
-            approval_policy,
-            "--timeout",
-            timeout,
-            "--format",
-            "json",
-        ],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        env=dict(env),
-    )
-    if completed.stderr:
-        sys.stderr.buffer.write(completed.stderr)
-        sys.stderr.flush()
-    if completed.returncode != 0:
-        if not completed.stdout.strip() and not completed.stderr.strip():
-            error_line(START_FAILED)
-            return 1, None
-        return completed.returncode, None
-    try:
-        fields = json.loads(completed.stdout)
-    except ValueError:
-        fields = None
-    if not isinstance(fields, dict) or not isinstance(fields.get("run_id"), str):
-        error_line(START_FAILED)
-        return 1, None
-    return 0, fields
 
 
 def started_block(fields: dict[str, Any]) -> str:
@@ -115,61 +64,23 @@ def started_block(fields: dict[str, Any]) -> str:
     )
 
 
-def stale_notice(run_id: str, manifest_file: Path) -> str:
-    """What to tell a person watching a run whose heartbeat went stale."""
-    try:
-        record = store.read_json(manifest_file)
-    except (OSError, ValueError):
-        record = None
-    state = "its worker may have stopped"
-    if isinstance(record, dict):
-        pid = record.get("runner_pid")
-        if process.is_alive(pid, record.get("runner_start_ticks")):
-            state = f"its worker (PID {pid}) is still running but has stopped reporting"
-        else:
-            state = "its worker is no longer running"
-    return f"Heartbeat of run {run_id} is stale: {state}. Resume it with: scripts/mcp-runner-start.sh --resume {run_id}"
+def watch_run(run_id: str, interval: float) -> int:
+    """Blocks as poll --watch prints them until the run ends (or nobody is left
+    to end it); 0 only when it succeeded."""
+    from pathlib import Path
 
+    from mcp_core.commands import poll  # its block is what a diagnostics watch shows
 
-def watch(run_id: str, manifest_file: Path, interval: str, env: Mapping[str, str]) -> int:
-    """Relay ``poll --watch`` to stdout line by line; its exit status is ours."""
-    poll_command = runner_command(env, "mcp-runner-poll.sh", "poll")
-    try:
-        poll = subprocess.Popen(
-            [*poll_command, run_id, "--watch", "--interval", interval],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            env=dict(env),
-        )
-    except OSError as exc:
-        raise RunnerError(f"Cannot run {' '.join(poll_command)}: {exc.strerror or exc}") from exc
-    assert poll.stdout is not None
-    out = sys.stdout.buffer
-    noticed = False
-    block_terminal = False
-    try:
-        for line in poll.stdout:
-            out.write(line)
-            out.flush()
-            status = _STATUS_LINE.match(line)
-            if status:
-                block_terminal = status.group(1).decode("utf-8", "replace") in TERMINAL_STATUSES
-            elif _STALE_LINE.match(line):
-                if not noticed and not block_terminal:  # an ended run needs no resume
-                    error_line(stale_notice(run_id, manifest_file))
-                noticed = True
-            elif _HEARTBEAT_LINE.match(line):
-                noticed = False  # fresh again: a later stale spell gets its own notice
-        return poll.wait()
-    except KeyboardInterrupt:
-        poll.terminate()
-        poll.wait()
-        return 130
-    except BrokenPipeError:  # the reader went away (`... | head`): stop quietly
-        poll.terminate()
-        poll.wait()
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
+    roots, options = poll.Roots(), poll.PollOptions(run_id)
+
+    def show() -> dict[str, Any]:
+        return poll.poll_once(roots, options, error_line)
+
+    ending = watch.watch(show, lambda: Path(poll.read_manifest(roots, run_id)[0]), interval)
+    if ending.dead:
+        error_line(watch.resume_hint(run_id, ending.record))
+        return 1
+    return 0 if ending.record.get("status") == "succeeded" else 1
 
 
 def run(argv: list[str], env: Mapping[str, str] | None = None) -> int:
@@ -185,33 +96,29 @@ def run(argv: list[str], env: Mapping[str, str] | None = None) -> int:
         sys.stdout.write(USAGE)
         return 0
     interval = environment.get(INTERVAL_ENV) or DEFAULT_INTERVAL
-    if not is_numeric(interval):
+    if not is_numeric(interval) or float(interval) <= 0:
         error_line(f"Error: {INTERVAL_ENV} must be a positive number of seconds.")
         return 2
-    status, fields = start_diagnostics(
+    loc = locate(environment)
+    fields = start_run(
+        loc,
+        default_commands(loc.repo_root, environment),
         parsed.text("--approval-policy", "never") or "never",
-        parsed.text("--timeout", "3600") or "3600",
+        timeout_number(parsed.text("--timeout", "3600") or "3600"),
         environment,
     )
-    if fields is None:
-        return status
-    run_id = str(fields["run_id"])
     sys.stdout.write(started_block(fields))
+    run_id = str(fields["run_id"])
     if parsed.flag("--no-watch"):
         sys.stdout.write(f"Use scripts/mcp-runner-poll.sh {run_id} to monitor progress.\n")
         sys.stdout.flush()
         return 0
     sys.stdout.flush()
-    manifest_file = locate(environment).repo_root / str(fields.get("manifest"))
-    return watch(run_id, manifest_file, interval, environment)
+    return watch_run(run_id, float(interval))
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        return run(sys.argv[1:] if argv is None else argv)
-    except RunnerError as exc:
-        error_line(exc.message)
-        return exc.exit_code
+    return run_cli(lambda: run(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from mcp_core.argscan import Messages, scan
 from mcp_core.codex_events import running_command_event
 from mcp_core.errors import RunnerError, UsageError
 from mcp_core.heartbeat import heartbeat_state, to_fixed_1
-from mcp_core.jsfmt import dumps_compact, dumps_pretty, iso_from_ms, iso_now, now_ms, replace_lone_surrogates
+from mcp_core.jsfmt import dumps_compact, dumps_pretty, iso_from_ms, now_ms, replace_lone_surrogates
 from mcp_core.output import error_line, run_cli
 from mcp_core.paths import find_roots, relative_to_root, validate_run_id
 from mcp_core.pointers import find_manifest
@@ -39,7 +39,9 @@ A run that is not finished and whose heartbeat is stale is marked
 status_detail "stale-heartbeat". The exit status is 0 whatever the run's outcome.
 
 Options:
-  --watch          Poll again every --interval seconds until the run has ended.
+  --watch          Poll again every --interval seconds until the run has ended
+                   (the last block as soon as it ends), or until its worker is
+                   known dead or its heartbeat is stale (then how to resume it).
   --interval N     Seconds between polls with --watch (default 10).
   --format FORMAT  text (default) or json; json also writes poll.json into the run directory.
   -h --help        Show this help.
@@ -136,23 +138,19 @@ def needs_stale_mark(manifest: dict[str, Any], at_ms: int) -> bool:
     )
 
 
-def mark_stale(path: str, at_ms: int) -> dict[str, Any]:
-    """Set ``status_detail: stale-heartbeat`` under the manifest lock; returns what is on disk.
+def mark_stale(path: str, at_ms: int) -> dict[str, Any] | None:
+    """Set ``status_detail: stale-heartbeat`` under the manifest lock; returns what
+    is on disk, or None when the lock is busy: a reader never waits for it.
 
     The conditions are checked again on the manifest read under the lock: a
     worker that finished or beat since poll's first read must not be undone.
     Raises OSError/ValueError when the manifest cannot be rewritten.
     """
-
-    def change(fresh: dict[str, Any]) -> bool:
-        if not needs_stale_mark(fresh, at_ms):
-            return False
-        fresh["status_detail"] = STALE_DETAIL
-        return True
-
     from pathlib import Path
 
-    return manifest_mod.save(Path(path), change, iso_now)
+    from mcp_core import run_record
+
+    return run_record.marked_stale(Path(path), lambda fresh: needs_stale_mark(fresh, at_ms))
 
 
 # --- rendering -----------------------------------------------------------------
@@ -259,17 +257,21 @@ def _replacement_character(_: str) -> str:
 # --- the command ---------------------------------------------------------------
 
 
-def poll_once(loc: Roots, options: PollOptions, warn: Callable[[str], None]) -> bool:
-    """Read, mark stale when due, print one block; returns whether the run is terminal."""
+def poll_once(loc: Roots, options: PollOptions, warn: Callable[[str], None]) -> dict[str, Any]:
+    """Read, mark stale when due, print one block; returns the manifest as shown."""
     path, manifest = read_manifest(loc, options.run_id)
     real = os.path.realpath(path)  # a pointer's target, which find_manifest keeps inside the run roots
     at_ms = now_ms()
     if needs_stale_mark(manifest, at_ms):
         try:
-            manifest = mark_stale(real, at_ms)
+            marked = mark_stale(real, at_ms)
         except (OSError, ValueError) as exc:
             warn(f"Warning: could not mark run {options.run_id} stale in {loc.rel(path)}: {_reason(exc)}")
+            marked = None
+        if marked is None:
             manifest["status_detail"] = STALE_DETAIL  # what poll found, even if it could not record it
+        else:
+            manifest = marked
     state = heartbeat_state(manifest, at_ms)
     if options.format == "json":
         text = dumps_pretty(snapshot(loc, manifest, path, state, iso_from_ms(at_ms)))
@@ -281,7 +283,7 @@ def poll_once(loc: Roots, options: PollOptions, warn: Callable[[str], None]) -> 
             warn(f"Warning: could not write {loc.rel(target)}: {_reason(exc)}")
     else:
         _emit(render_text(manifest, state))
-    return manifest_mod.is_terminal(manifest)
+    return manifest
 
 
 def _reason(exc: BaseException) -> str:
@@ -295,11 +297,20 @@ def poll(
     sleep: Callable[[float], None] = time.sleep,
     warn: Callable[[str], None] = error_line,
 ) -> int:
-    while True:
-        terminal = poll_once(loc, options, warn)
-        if not options.watch or terminal:
-            return 0
-        sleep(options.interval)
+    if not options.watch:
+        poll_once(loc, options, warn)
+        return 0
+    from pathlib import Path
+
+    from mcp_core import watch  # only a watch needs it
+
+    def show() -> dict[str, Any]:
+        return poll_once(loc, options, warn)
+
+    ending = watch.watch(show, lambda: Path(read_manifest(loc, options.run_id)[0]), options.interval, sleep=sleep)
+    if ending.dead:
+        error_line(watch.resume_hint(options.run_id, ending.record))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

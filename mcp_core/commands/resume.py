@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-import signal
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mcp_core import manifest, process, store, tokens
+from mcp_core import manifest, process, run_record, store, tokens
 from mcp_core.argscan import Messages, scan
-from mcp_core.commands.start import check_format, write_heartbeat
 from mcp_core.errors import RunnerError
+from mcp_core.faults import fault_point
 from mcp_core.jsfmt import iso_now
-from mcp_core.launch import RUNNER_LOG, Launched, launch_worker
-from mcp_core.output import error_line, print_result, run_cli
+from mcp_core.launch import launch_worker
+from mcp_core.manifest import RUNNER_LOG
+from mcp_core.output import check_format, error_line, print_result, run_cli
 from mcp_core.paths import Locations, locate, validate_run_id
+from mcp_core.run_record import Identity, Refusal
 
 USAGE = """Usage: scripts/mcp-runner-start.sh --resume <run-id> [options]
 
@@ -49,19 +51,6 @@ class Request:
     retry_failed: bool
 
 
-@dataclass
-class Decision:
-    """What the locked check decided: a refusal (detail + message) or an accepted token."""
-
-    detail: str | None = None
-    message: str | None = None
-    token: str | None = None
-
-    @property
-    def blocked(self) -> bool:
-        return self.message is not None
-
-
 def _event(request: Request, outcome: str, detail: str) -> dict[str, Any]:
     return {
         "timestamp": iso_now(),
@@ -72,37 +61,29 @@ def _event(request: Request, outcome: str, detail: str) -> dict[str, Any]:
     }
 
 
-def _append_event(record: dict[str, Any], event: dict[str, Any]) -> None:
-    events = record.get("resume_events")
-    if not isinstance(events, list):
-        events = []
-        record["resume_events"] = events
-    events.append(event)
-
-
-def evaluate(record: dict[str, Any], run_dir: Path, request: Request) -> Decision:
+def evaluate(record: dict[str, Any], run_dir: Path, request: Request) -> Refusal | str:
     """The contract's checks, in order, on the manifest as it is now (pure but for
-    reading /proc and the token file)."""
+    reading /proc and the token file): a refusal or the accepted token."""
     run_id = request.run_id
     status = record.get("status")
     if manifest.is_terminal(record) and not (request.retry_failed and status == "failed"):
-        return Decision(f"terminal-status:{status}", f"Run {run_id} is already {status}; cannot resume.")
+        return Refusal(f"terminal-status:{status}", f"Run {run_id} is already {status}; cannot resume.")
     pid = record.get("runner_pid")
     if process.is_alive(pid, record.get("runner_start_ticks")):
-        return Decision(f"runner-active:{pid}", f"Run {run_id} still has active PID {pid}.")
+        return Refusal(f"runner-active:{pid}", f"Run {run_id} still has active PID {pid}.")
     recorded = tokens.manifest_token(record.get("resume_token"))
     from_file = tokens.read_token_file(run_dir)
     if recorded is None and from_file.token is None:
         detail = f"resume-token-read-error:{from_file.error_code}" if from_file.error_code else "missing-resume-token"
-        return Decision(detail, f"Resume token not found for run {run_id}.")
+        return Refusal(detail, f"Resume token not found for run {run_id}.")
     token = recorded if recorded is not None else from_file.token
     assert token is not None
-    mismatch = Decision("resume-token-mismatch", "Resume token mismatch.")
+    mismatch = Refusal("resume-token-mismatch", "Resume token mismatch.")
     if request.given_token is not None and not tokens.tokens_equal(request.given_token, token):
         return mismatch
     if recorded is not None and from_file.token is not None and not tokens.tokens_equal(from_file.token, recorded):
         return mismatch
-    return Decision(token=token)
+    return token
 
 
 def _complete_pending_metrics(loc: Locations, manifest_path: Path) -> None:
@@ -151,69 +132,28 @@ def resume_run(loc: Locations, request: Request, env: Mapping[str, str] | None =
         _complete_pending_metrics(loc, manifest_path)
     if tokens.exposed_to_others(run_dir):
         error_line(
-            f"Warning: {loc.rel(tokens.token_path(run_dir))} is readable by other users; "
-            "restrict it with chmod 600."
+            f"Warning: {loc.rel(tokens.token_path(run_dir))} is readable by other users; restrict it with chmod 600."
         )
 
-    decision = Decision()
-    claim_ticks = process.start_ticks(os.getpid())
+    me = Identity.me()
 
-    def check_and_record(record: dict[str, Any]) -> None:
-        # Decided under the manifest lock on what is on disk now, so that two
-        # resumes cannot both pass and a live worker's save cannot lose the event.
-        nonlocal decision
-        decision = evaluate(record, run_dir, request)
-        if decision.blocked:
-            assert decision.detail is not None
-            _append_event(record, _event(request, "blocked", decision.detail))
-            return
-        _append_event(record, _event(request, "accepted", "resume-started"))
-        record["resume_token"] = decision.token
-        record["status_detail"] = "resuming"
-        record["completed_at"] = None
-        if record.get("status") == "failed":
-            # --retry-failed: the run ends again, with a new metrics line and a
-            # summary of that ending (the failure stays in its command and artifact).
-            record["metrics_recorded"] = False
-            if "summary" in record:
-                record["summary"] = None
-        # Until the new worker exists this resume holds the run: a second resume
-        # sees a live runner and is refused; the worker must not see "failed".
-        record["status"] = "in_progress"
-        record["runner_pid"] = os.getpid()
-        record["runner_start_ticks"] = claim_ticks
+    def event(outcome: str, detail: str) -> dict[str, Any]:
+        return _event(request, outcome, detail)
 
-    accepted = manifest.save(manifest_path, check_and_record, iso_now)
-    if decision.blocked:
-        assert decision.message is not None
-        raise RunnerError(decision.message)
-    _stop_leftover_server(accepted)
-
-    write_heartbeat(run_dir, iso_now())
-    launched: Launched | None = None
-
-    def launch_and_record(record: dict[str, Any]) -> bool:
-        # Launched under the manifest lock (as start does): the new worker's
-        # first save waits for this one, so nothing it writes is overwritten.
-        nonlocal launched
-        if manifest.is_terminal(record):  # cancelled while we were getting ready
-            return False
-        launched = launch_worker(loc, run_dir, env)
-        record["runner_pid"] = launched.pid
-        record["runner_start_ticks"] = launched.start_ticks
-        record["status"] = "in_progress"
-        record["status_detail"] = None
-        return True
-
+    # Decided under the manifest lock on what is on disk now, so that two
+    # resumes cannot both pass and a live worker's save cannot lose the event.
+    refusal, claimed = run_record.resume_claimed(manifest_path, me, lambda r: evaluate(r, run_dir, request), event)
+    if refusal is not None:
+        raise RunnerError(refusal.message)
+    fault_point("resume-claimed")  # tests: a cancel while resume holds the run
+    _stop_leftover_server(claimed)
+    run_record.write_heartbeat_file(run_dir, iso_now())
     try:
-        saved = manifest.save(manifest_path, launch_and_record, iso_now)
+        launched, saved = run_record.resume_launched(manifest_path, me, lambda: launch_worker(loc, run_dir, env), event)
     except OSError as exc:
-        if launched is not None:  # spawned, but its manifest could not say so
-            with contextlib.suppress(OSError):
-                os.kill(launched.pid, signal.SIGKILL)
+        code = errno.errorcode.get(exc.errno or 0, "EIO")
         with contextlib.suppress(OSError, ValueError):  # give the run back: no resume holds it now
-            release = {"runner_pid": None, "runner_start_ticks": None}
-            manifest.save(manifest_path, lambda record: record.update(release), iso_now)
+            run_record.resume_released(manifest_path, me, event("blocked", f"launch-failed:{code}"))
         raise RunnerError(f"Failed to launch the worker of run {request.run_id}: {exc}") from exc
     if launched is None:
         raise RunnerError(f"Run {request.run_id} is already {saved.get('status')}; cannot resume.")
@@ -223,7 +163,7 @@ def resume_run(loc: Locations, request: Request, env: Mapping[str, str] | None =
         "compat_path": saved.get("compat_path") or loc.rel(loc.pointer_dir(request.run_id)),
         "manifest": loc.rel(manifest_path),
         "runner_pid": launched.pid,
-        "resume_token": decision.token,
+        "resume_token": claimed["resume_token"],
     }
 
 

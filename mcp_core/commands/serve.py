@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mcp_core import argscan, output, process
+from mcp_core import argscan, output, process, protocol
 from mcp_core.errors import RunnerError, UsageError
 from mcp_core.jsfmt import iso_now
 from mcp_core.mcp_client import OneLineLog
@@ -266,7 +266,7 @@ async def forwarding_output(run: Runner, prompt: str, approval_policy: str | Non
 
 
 def shown_command(prompt: str) -> str:
-    command = common.command_from_prompt(prompt)
+    command = protocol.command_from_prompt(prompt)
     if command is None:
         return "(no command on the prompt)"
     text = repr(command)

@@ -21,12 +21,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 
-from mcp_core.jsfmt import dumps_compact
+from mcp_core.process import signal_group
+from mcp_core.process import stop_group as stop_group_blocking
+from mcp_core.protocol import TOOL_NAME
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
 
-TOOL_NAME = "codex"
 TOOL_DESCRIPTION = (
     "Run the shell command named on the prompt's 'Run the exact shell command:' line once "
     "and answer with the JSON object {exit_code, summary, manifest_path}."
@@ -44,7 +45,6 @@ TOOL_INPUT_SCHEMA: dict[str, Any] = {
     "required": ["prompt"],
 }
 
-COMMAND_MARKER = "Run the exact shell command: "
 TIMEOUT_EXIT_CODE = 124
 # The worker hands its MCP request timeout to the server through this variable
 # so the server can give up on the command first and answer with exit 124
@@ -110,20 +110,6 @@ def register_codex_tool(server: MCPServer[Any], handler: ToolHandler) -> None:
         return_annotation=str,
     )
     server.add_tool(codex, name=TOOL_NAME, description=TOOL_DESCRIPTION, structured_output=False)
-
-
-def command_from_prompt(prompt: str) -> str | None:
-    """The command on the prompt's marker line: everything after the marker to the
-    end of the prompt (the worker puts that line last, so a command may hold
-    newlines). None when no line starts with the marker."""
-    if prompt.startswith(COMMAND_MARKER):
-        start = 0
-    else:
-        found = prompt.find("\n" + COMMAND_MARKER)
-        if found == -1:
-            return None
-        start = found + 1
-    return prompt[start + len(COMMAND_MARKER) :]
 
 
 def command_cwd(cwd_argument: str | None, env: Mapping[str, str]) -> str:
@@ -338,7 +324,7 @@ async def run_command(
         loop.remove_reader(exit_fd)
         # The leader is a zombie until reaped, so its group id cannot be reused:
         # kill what it left in its group, then reap.
-        _signal_group(pgid, signal.SIGKILL)
+        signal_group(pgid, signal.SIGKILL)
         if not ended.done():
             ended.set_result(False)
 
@@ -401,7 +387,7 @@ def kill_active_groups() -> None:
     """SIGKILL every command group still running (for a server being terminated:
     its commands run in their own sessions, out of reach of a signal to its group)."""
     for pgid in list(ACTIVE_GROUPS):
-        _signal_group(pgid, signal.SIGKILL)
+        signal_group(pgid, signal.SIGKILL)
 
 
 def exit_on_sigterm() -> None:
@@ -417,34 +403,11 @@ def exit_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def _signal_group(pgid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signum)
-
-
-def _group_exists(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 async def stop_group(pgid: int, grace: float, leader: subprocess.Popen[Any] | None = None) -> None:
-    """SIGTERM the group, SIGKILL it when anything is left after ``grace`` seconds."""
+    """``process.stop_group`` off the event loop (it waits up to ``grace``)."""
     import anyio
 
-    _signal_group(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if leader is not None:
-            leader.poll()  # reap the leader so a zombie does not keep the group "alive"
-        if not _group_exists(pgid):
-            return
-        await anyio.sleep(0.01)
-    _signal_group(pgid, signal.SIGKILL)
+    await anyio.to_thread.run_sync(lambda: stop_group_blocking(pgid, grace, leader=leader))
 
 
 def output_lines(tail: bytes, count: int = SUMMARY_TAIL_LINES) -> list[str]:
@@ -462,8 +425,3 @@ def summarize(outcome: CommandOutcome, deadline: Deadline) -> str:
         head = f"Command exited with status {outcome.exit_code}"
     lines = output_lines(outcome.output_tail)
     return head + (f"; last output: {' | '.join(lines)}" if lines else "")
-
-
-def answer(exit_code: int, summary: str, manifest_path: str | None = None) -> str:
-    """The tool's answer text: compact JSON ``{exit_code, summary, manifest_path}``."""
-    return dumps_compact({"exit_code": exit_code, "summary": summary, "manifest_path": manifest_path})

@@ -16,16 +16,16 @@ import sys
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
-from mcp_core import process
+from mcp_core import process, protocol
 from mcp_core.servers import common
 
 
 async def run_prompt(prompt: str, *, cwd: str, deadline: common.Deadline, echo: common.Echo = 2) -> str:
     """Run the prompt's command with ``bash -c`` in ``cwd``; the answer text.
     ``echo`` gets the command's output as it comes (None: kept only for the summary)."""
-    command = common.command_from_prompt(prompt)
+    command = protocol.command_from_prompt(prompt)
     if command is None:
-        raise ToolError(f"The prompt has no line starting with {common.COMMAND_MARKER.strip()!r}.")
+        raise ToolError(f"The prompt has no line starting with {protocol.COMMAND_MARKER.strip()!r}.")
     if "\x00" in command:  # no program can receive it in its arguments
         raise ToolError("Cannot run it: the command contains a NUL byte.")
     try:
@@ -34,7 +34,7 @@ async def run_prompt(prompt: str, *, cwd: str, deadline: common.Deadline, echo: 
         )
     except OSError as exc:
         raise ToolError(f"Could not start bash: {exc}") from exc
-    return common.answer(outcome.exit_code, common.summarize(outcome, deadline))
+    return protocol.answer(outcome.exit_code, common.summarize(outcome, deadline))
 
 
 def build_server() -> MCPServer:

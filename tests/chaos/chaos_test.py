@@ -5,7 +5,7 @@ torn, lost, duplicated or left running.
 The tests:
 
 - ``test_kills_during_manifest_saves``: two processes save one manifest in a
-  tight loop through ``manifest.save``; one is SIGKILLed at a random moment,
+  tight loop through ``run_record.update``; one is SIGKILLed at a random moment,
   again and again (CHAOS_SAVE_KILLS). The file always parses and no save that
   returned is ever lost.
 - ``test_kills_during_metrics_appends``: the same for ``metrics.record_run``:
@@ -16,7 +16,7 @@ The tests:
   own. CHAOS_DRIVERS drivers share one repository and deal out CHAOS_KILLS
   faults (every kind at least once): SIGKILL of the worker at a random moment, of the
   MCP server mid-call, of a command's process group, and of the worker stopped
-  (``MCP_RUNNER_TEST_PAUSE``, see mcp_core/lifecycle.fault_point) inside a
+  (``MCP_RUNNER_TEST_PAUSE``, see mcp_core/faults.fault_point) inside a
   manifest save, between a command's end and its manifest update, and before
   and after the metrics append. Then it resumes (``--retry-failed`` for a
   failed run) until the run ends.
@@ -383,7 +383,9 @@ class Driver:
     def episode(self, book: Book, fault: str | None) -> None:
         pause = None
         if fault == "in-manifest-save":
-            pause = f"{fault}:{self.rng.randint(1, 2 * COMMANDS_PER_RUN)}"
+            # The worker's saves: connected, the first command running, each command
+            # finished (with the next one running, in the same save), the end.
+            pause = f"{fault}:{self.rng.randint(1, COMMANDS_PER_RUN + 2)}"
         elif fault == "after-tool-call":
             pause = f"{fault}:{self.rng.randint(1, COMMANDS_PER_RUN)}"
         elif fault == "metrics":

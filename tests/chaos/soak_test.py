@@ -49,10 +49,9 @@ from chaoslib import (
 )
 from conftest import CHECKOUT, SCRIPTS, run_script, runner_env, snapshot
 
-from mcp_core import manifest as manifest_mod
-from mcp_core.commands import start
+from mcp_core import new_run, run_record
 from mcp_core.errors import RunnerError
-from mcp_core.jsfmt import iso_from_ms, iso_now, now_ms, stamp
+from mcp_core.jsfmt import iso_from_ms, now_ms, stamp
 from mcp_core.paths import locate
 
 pytestmark = pytest.mark.slow
@@ -159,7 +158,7 @@ def test_soak(tmp_path: Path) -> None:
             record["heartbeat_interval_seconds"] = 3600 if stale else 0.2
             record["heartbeat_stale_after_seconds"] = 0.001 if stale else 30
 
-        manifest_mod.save(loc.run_dir(run_id) / "manifest.json", tune, iso_now)
+        run_record.update(loc.run_dir(run_id) / "manifest.json", tune)
     gate.touch()
 
     watcher = Watcher(repo, run_ids, stale_runs)
@@ -323,7 +322,7 @@ def test_soak(tmp_path: Path) -> None:
 
 _SAME_INSTANT = """
 import json, os, sys
-from mcp_core.commands.start import create_run
+from mcp_core.new_run import create_run
 from mcp_core.paths import locate
 loc = locate()
 print("ready", flush=True)
@@ -401,7 +400,7 @@ def test_a_run_directory_that_exists_is_refused_not_overwritten(tmp_path: Path) 
         while now_ms() < first:  # bounded: the clock reaches ``first`` within lead_ms
             time.sleep(0.001)
         try:
-            start.create_run(loc, ["true"], "never", 60)
+            new_run.create_run(loc, ["true"], "never", 60)
         except RunnerError as refused:
             message = refused.message
             assert "\n" not in message and "cannot write the run directory" in message and "File exists" in message

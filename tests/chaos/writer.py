@@ -4,7 +4,7 @@ SIGKILLed at random moments by tests/chaos/chaos_test.py.
     python writer.py manifest <manifest path> <writer id> <ack file>
     python writer.py metrics <repo root> <writer id> <ack file>
 
-``manifest``: each pass is one ``manifest.save`` (the locked read-modify-write
+``manifest``: each pass is one ``run_record.update`` (the locked read-modify-write
 every runner process uses) that adds 1 to ``counts[<writer id>]`` and rewrites
 a padding of varying size, so the kill often lands inside the write. After a
 save returns, the new count is appended to the ack file: a count there was
@@ -24,8 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from mcp_core import manifest, metrics
-from mcp_core.jsfmt import iso_now
+from mcp_core import metrics, run_record
 from mcp_core.paths import locate
 
 
@@ -51,7 +50,7 @@ def manifest_loop(target: Path, writer: str, acks: Path) -> None:
         record["padding"] = "p" * random.randrange(1, 400_000)
 
     while True:
-        saved = manifest.save(target, change, iso_now)
+        saved = run_record.update(target, change)
         ack(acks, saved["counts"][writer])
 
 

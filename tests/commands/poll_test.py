@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from conftest import SCRIPTS, run_script, runner_env, snapshot
 
-from mcp_core import manifest
+from mcp_core import run_record
 from mcp_core.jsfmt import iso_now
 
 POLL = "mcp-runner-poll.sh"
@@ -663,15 +663,14 @@ _WORKER = """
 import json, os, sys
 sys.path.insert(0, sys.argv[1])
 from pathlib import Path
-from mcp_core import manifest
-from mcp_core.jsfmt import iso_now
+from mcp_core import run_record
 path, stop = Path(sys.argv[2]), Path(sys.argv[3])
 count = 0
 while not stop.exists() or count < 20:
     def change(m, n=count):
         m["resume_events"].append(n)
         m["status_detail"] = None  # the worker clears a stale mark; the heartbeat stays old
-    manifest.save(path, change, iso_now)
+    run_record.update(path, change)
     count += 1
 print(count)
 """
@@ -831,7 +830,7 @@ def _finish(path: Path) -> None:
         m["commands"][0]["status"] = "succeeded"
         m["completed_at"] = iso_now()
 
-    manifest.save(path, change, iso_now)
+    run_record.update(path, change)
 
 
 @pytest.mark.slow

@@ -248,14 +248,13 @@ def test_a_token_file_others_can_read_gets_a_warning(repo: Path) -> None:
 HAMMER = r"""
 import sys, time
 from pathlib import Path
-from mcp_core import manifest
-from mcp_core.jsfmt import iso_now
+from mcp_core import run_record
 path, stop = Path(sys.argv[1]), Path(sys.argv[2])
 count = 0
 def bump(record):
     record["hammer"] = record.get("hammer", 0) + 1
 while not stop.exists():
-    manifest.save(path, bump, iso_now)
+    run_record.update(path, bump)
     count += 1
 print(count)
 """

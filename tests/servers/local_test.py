@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from runs import group_members, pid_alive, wait_for
 
+from mcp_core import protocol
 from mcp_core.servers import common
 
 CHECKOUT = Path(__file__).resolve().parents[2]
@@ -88,7 +89,7 @@ class RawClient:
 
 
 def call_params(command: str, **arguments: Any) -> dict[str, Any]:
-    prompt = f"Please run this.\n{common.COMMAND_MARKER}{command}"
+    prompt = f"Please run this.\n{protocol.COMMAND_MARKER}{command}"
     return {"name": "codex", "arguments": {"prompt": prompt, **arguments}}
 
 
@@ -225,11 +226,11 @@ def test_a_stopped_server_takes_the_command_group_with_it(tmp_path: Path, how: s
 
 
 def test_command_from_prompt() -> None:
-    marker = common.COMMAND_MARKER
-    assert common.command_from_prompt(f"{marker}ls") == "ls"
-    assert common.command_from_prompt(f"intro\n{marker}a\nb $$ $&") == "a\nb $$ $&"
-    assert common.command_from_prompt(f"say {marker}ls") is None
-    assert common.command_from_prompt("nothing") is None
+    marker = protocol.COMMAND_MARKER
+    assert protocol.command_from_prompt(f"{marker}ls") == "ls"
+    assert protocol.command_from_prompt(f"intro\n{marker}a\nb $$ $&") == "a\nb $$ $&"
+    assert protocol.command_from_prompt(f"say {marker}ls") is None
+    assert protocol.command_from_prompt("nothing") is None
 
 
 def test_deadline_leaves_room_for_the_answer() -> None:
