@@ -14,3 +14,10 @@ class RunnerError(Exception):
 
 class UsageError(RunnerError):
     """A bad command line: unknown option, missing or bad value."""
+
+
+def innermost(exc: BaseException) -> BaseException:
+    """The first exception an exception group holds (depth first), or ``exc`` itself."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc

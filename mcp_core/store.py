@@ -317,9 +317,7 @@ class locked_dir:  # a class, used as ``with store.locked_dir(path):``
         os.close(self.fd)  # closing releases the lock
 
 
-def update_json(
-    path: Path | str, change: Callable[[dict[str, Any]], Any], wait: float | None = None
-) -> dict[str, Any]:
+def update_json(path: Path | str, change: Callable[[dict[str, Any]], Any], wait: float | None = None) -> dict[str, Any]:
     """Locked read-modify-write of a JSON object file; returns the saved object.
 
     ``change`` mutates the freshly read object in place. If it returns False the

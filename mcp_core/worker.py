@@ -16,11 +16,13 @@ stops the command in flight and exits without writing anything more.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,7 +34,7 @@ from mcp_core import launch, lifecycle, paths, process, run_record, store
 from mcp_core import manifest as manifest_mod
 from mcp_core.codex_events import LATEST_EVENT_ENV, LATEST_EVENT_NAME, LatestEvent
 from mcp_core.error_artifacts import write_error_artifact
-from mcp_core.errors import RunnerError
+from mcp_core.errors import RunnerError, innermost
 from mcp_core.faults import fault_point
 from mcp_core.jsfmt import iso_now
 from mcp_core.mcp_client import (
@@ -195,6 +197,14 @@ def open_session(
     return connect_http(url, token=os.environ.get(SERVER_TOKEN_ENV), request_timeout=timeout, log=log)
 
 
+def open_position(manifest_path: Path, pending: list[int]) -> int:
+    """Where a failure in mid-run lands: the first command not succeeded on disk."""
+    with contextlib.suppress(OSError, ValueError, TypeError, KeyError, StopIteration):
+        commands = store.read_json(manifest_path.resolve())["commands"]
+        return next(p for p in pending if commands[p].get("status") != "succeeded")
+    return pending[0]
+
+
 class ServerNotStarted(Exception):
     pass
 
@@ -330,8 +340,11 @@ class Worker:
             return anyio.run(self.session_main, server, pending)
         except BaseException as exc:  # whatever happens, the run must not stay in progress
             log("worker error: " + "".join(traceback.format_exception(exc)))
-            message = f"worker error: {type(exc).__name__}: {exc}"
-            return "failed", invocation_failure(pending[0], message, traceback.format_exc())
+            cause = innermost(exc)  # the task group's exception says nothing
+            message = f"worker error: {type(cause).__name__}: {cause}"
+            return "failed", invocation_failure(
+                open_position(self.manifest_path, pending), message, traceback.format_exc()
+            )
 
     async def session_main(
         self, server: subprocess.Popen[bytes] | None, pending: list[int]
@@ -420,27 +433,73 @@ class Ending(NamedTuple):
     server: dict[str, Any] | None
 
 
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+_RETRY_FIRST_SECONDS = 0.2
+_RETRY_MAX_SECONDS = 5.0
+
+
+def note_on_heartbeat(run_dir: Path, note: str) -> None:
+    """Say something in ``.heartbeat`` where an atomic write cannot be made (a full
+    disk): overwritten in place, in the block the file already has."""
+    with contextlib.suppress(OSError):
+        fd = os.open(run_dir / manifest_mod.HEARTBEAT_FILE, os.O_WRONLY)
+        try:
+            data = f"{iso_now()} {note}\n".encode()
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+        finally:
+            os.close(fd)
+
+
+def until_recorded(loc: paths.Locations, run_dir: Path, attempt: Callable[[], object]) -> None:
+    """``attempt()`` again while it fails for want of space, until space returns: a
+    full disk must not leave the run in progress for ever. Once the ending is on
+    disk, only its metrics line is retried. Other errors are raised."""
+    path = run_dir / manifest_mod.MANIFEST_NAME
+    delay = _RETRY_FIRST_SECONDS
+    while True:
+        try:
+            attempt()
+            return
+        except OSError as exc:
+            if exc.errno not in _NO_SPACE:
+                raise
+            note = f"cannot record the run: {exc.strerror}; retrying until there is space"
+            log(note)  # lost too, most likely: hence the note in .heartbeat
+            note_on_heartbeat(run_dir, note)
+        time.sleep(delay)
+        delay = min(delay * 2, _RETRY_MAX_SECONDS)
+        with contextlib.suppress(OSError, ValueError):
+            if manifest_mod.is_terminal(store.read_json(path)):
+                attempt = lambda: lifecycle.complete_pending_metrics(loc, path)  # noqa: E731
+
+
 def end_run(loc: paths.Locations, run_dir: Path, me: Identity, ending: Ending) -> int:
     """One terminal save and its metrics line; the worker's exit status."""
     path = run_dir / manifest_mod.MANIFEST_NAME
+
+    def record(status: str, detail: str | None, **options: Any) -> None:
+        until_recorded(loc, run_dir, lambda: lifecycle.finish_run(loc, path, status, detail, by=me, **options))
+
     try:
         if ending.status == "succeeded":
-            lifecycle.finish_run(loc, path, "succeeded", None, by=me)
+            record("succeeded", None)
             log("run succeeded")
             return 0
         if ending.status == "failed" and ending.failure is not None:
-            update = failed_command(loc, run_dir, ending.failure, ending.server)
-            lifecycle.finish_run(loc, path, "failed", ending.failure.reason, update=update, by=me)
+            record("failed", ending.failure.reason, update=failed_command(loc, run_dir, ending.failure, ending.server))
             log(f"run failed ({ending.failure.reason})")
             return 1
         name = signal.Signals(ending.signal_received).name if ending.signal_received else "a signal"
         log(f"received {name}; cancelling the run")
-        lifecycle.cancel_run(loc, path, f"Cancelled: the worker received {name}.", by=me)
+        message = f"Cancelled: the worker received {name}."
+        until_recorded(loc, run_dir, lambda: lifecycle.cancel_run(loc, path, message, by=me))
         log("run cancelled")
     except NotOwner as exc:
         log(f"the run is no longer this worker's ({exc}); stopped without recording more")
-    except OSError as exc:  # a read-only or full .runs: the run stays as it was on disk
+    except OSError as exc:  # a read-only .runs: the run stays as it was on disk
         log(f"could not record the end of the run: {exc}")
+        note_on_heartbeat(run_dir, f"could not record the end of the run: {exc.strerror or exc}")
     return 1
 
 

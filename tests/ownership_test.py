@@ -358,3 +358,57 @@ def test_an_unexpected_error_is_one_line_with_its_traceback_in_a_log(tmp_path: P
     (log,) = logs.iterdir()
     assert result.stderr == f"mcp-runner-poll failed: KeyError: 'boom' (traceback in {log})\n"
     assert "Traceback (most recent call last)" in log.read_text() and "KeyError: 'boom'" in log.read_text()
+
+
+# -- 7. a full disk (issue 14, point 7) and a read-only one ---------------------------------------
+
+
+def test_a_full_disk_does_not_kill_the_worker_silently(repo: Path, cleanup: list[subprocess.Popen[Any]]) -> None:
+    """A command printing 2 MB into a 1 MB .runs: the worker cannot record the
+    command, says so in .heartbeat, waits for space, and the run ends visibly
+    (failed, with the reason) once there is space again."""
+    from hostile_test import mounted
+
+    runs = repo / ".runs"
+    runs.mkdir()
+    with mounted(runs, "-t", "tmpfs", "-o", "size=1m", "tmpfs"):
+        run = create_run(repo, ["head -c 2000000 /dev/zero | tr '\\0' x; echo; echo done", "echo second"])
+        worker = launch_bare(run)
+        cleanup.append(worker)
+        note = "cannot record the run: No space left on device; retrying until there is space"
+        wait_for(lambda: note in (run.run_dir / ".heartbeat").read_text(), timeout=60)
+        assert worker.poll() is None  # alive, not dead of a failed write
+        assert run.manifest()["status"] == "in_progress"
+        os.truncate(run.run_dir / "runner.log", 0)  # space returns
+        assert worker.wait(timeout=60) == 1
+        record = run.manifest()
+        assert (record["status"], record["status_detail"]) == ("failed", "tool-invocation-error")
+        first, second = record["commands"]
+        assert first["status"] == "failed" and "No space left on device" in first["summary"]
+        assert second["status"] == "pending"
+        assert record["metrics_recorded"] is True and len(run.metrics_lines()) == 1
+
+
+def test_cancel_on_a_read_only_runs_says_what_it_did(repo: Path, cleanup: list[subprocess.Popen[Any]]) -> None:
+    """The worker is stopped but the run cannot be written: cancel says exactly that,
+    and a cancel once the directory is writable again records the run cancelled."""
+    from hostile_test import read_only
+
+    run = create_run(repo, [waiting(repo, 1)])
+    worker = launch_bare(run)
+    cleanup.append(worker)
+    wait_for(lambda: started(repo) == ["1"])
+    with read_only(repo / ".runs"):
+        result = run_script("mcp-runner-cancel.sh", run.run_id, repo=repo, env=run.env)
+        assert result.returncode == 1 and result.stdout == ""
+        assert result.stderr.count("\n") == 1
+        assert result.stderr.startswith(
+            f"Cancel failed: the worker of run {run.run_id} (PID {worker.pid}) was stopped, but the run cannot be "
+            "recorded as cancelled: Read-only file system: .runs/0001/mcp/"
+        )
+        assert result.stderr.endswith(". Run cancel again once it can be written.\n")
+        assert worker.wait(timeout=60) == 1
+        assert run.manifest()["status"] == "in_progress"
+    again = run_script("mcp-runner-cancel.sh", run.run_id, repo=repo, env=run.env)
+    assert again.returncode == 0, again.stderr
+    assert_cancelled_once(run)
