@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from conftest import CHECKOUT, SCRIPTS, run_script, runner_env, snapshot
 
-from mcp_core import manifest, process, run_record
+from mcp_core import manifest, process, run_record, store
 from mcp_core.commands.diagnostics import USAGE
 from mcp_core.jsfmt import iso_from_ms, now_ms
 
@@ -185,6 +185,26 @@ def test_watching_ends_with_polls_terminal_block_and_its_status(repo: Path) -> N
     assert wait_ended(repo, run_id)["status"] == "succeeded"
 
 
+def stop_outside_its_saves(pid: int, run_dir: Path) -> None:
+    """SIGSTOP ``pid`` at a moment it does not hold the run's lock (a worker frozen
+    inside a save would keep this test's own edit waiting: a writer's wait is bounded)."""
+    while True:
+        os.kill(pid, signal.SIGSTOP)
+        wait_until(lambda: process_state(pid) == "T")
+        fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if store.lock_holder(fd) != pid:
+                return
+        finally:
+            os.close(fd)
+        os.kill(pid, signal.SIGCONT)
+
+
+def process_state(pid: int) -> str:
+    raw = Path(f"/proc/{pid}/stat").read_bytes()
+    return raw[raw.rfind(b")") + 2 :].split()[0].decode()
+
+
 @pytest.mark.slow
 def test_a_stale_heartbeat_ends_the_watch_with_how_to_resume(repo: Path) -> None:
     """A frozen worker (alive, but it cannot beat): the watch shows the stale block,
@@ -204,7 +224,7 @@ def test_a_stale_heartbeat_ends_the_watch_with_how_to_resume(repo: Path) -> None
         run_id = next(line for line in stdout_chunks if line.startswith("Run ID: "))[len("Run ID: ") :].strip()
         wait_until(lambda: read(repo, run_id)["commands"][0]["status"] == "running")
         worker = read(repo, run_id)
-        os.kill(worker["runner_pid"], signal.SIGSTOP)  # alive, but it cannot beat any more
+        stop_outside_its_saves(worker["runner_pid"], repo / ".runs/0001/mcp" / run_id)  # it cannot beat any more
 
         def age_heartbeat(record: dict[str, Any]) -> None:
             record["heartbeat_at"] = iso_from_ms(now_ms() - 120_000)
