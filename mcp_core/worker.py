@@ -200,7 +200,7 @@ def open_session(
 def open_position(manifest_path: Path, pending: list[int]) -> int:
     """Where a failure in mid-run lands: the first command not succeeded on disk."""
     with contextlib.suppress(OSError, ValueError, TypeError, KeyError, StopIteration):
-        commands = store.read_json(manifest_path.resolve())["commands"]
+        commands = store.read_json(manifest_path, follow=False)["commands"]
         return next(p for p in pending if commands[p].get("status") != "succeeded")
     return pending[0]
 
