@@ -70,14 +70,14 @@ def unexpected(exc: BaseException, what: str | None = None) -> int:
     goes to a log file whose path the line gives. An OSError (a disk that is
     full or read-only, a name too long, a directory we may not read) says its
     reason and file."""
-    if isinstance(exc, OSError):
+    what = what or f"{_command_name()} failed"
+    if isinstance(exc, OSError):  # its reason and file say it all: no traceback kept
         where = f": {exc.filename}" if exc.filename else ""
-        detail = f"{exc.strerror or exc}{where}"
-    else:
-        detail = f"{type(exc).__name__}: {exc}"
+        error_line(f"{what}: {exc.strerror or exc}{where}")
+        return 1
     log = write_traceback(exc)
-    told = f" (traceback in {log})" if log and not isinstance(exc, OSError) else ""
-    error_line(f"{what or _command_name() + ' failed'}: {detail}{told}")
+    told = f" (traceback in {log})" if log else ""
+    error_line(f"{what}: {type(exc).__name__}: {exc}{told}")
     return 1
 
 
