@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -247,9 +247,12 @@ def server_process(
 
 
 @contextlib.contextmanager
-def heartbeat(manifest_path: Path, me: Identity, interval: float, on_lost: Callable[[str], None]) -> Iterator[None]:
-    """Beat every ``interval`` seconds while the block runs; a beat that finds
-    the run no longer ours calls ``on_lost`` and beats no more."""
+def heartbeat(
+    manifest_path: Path, me: Identity, record: dict[str, Any], on_lost: Callable[[str], None]
+) -> Iterator[None]:
+    """Beat every ``heartbeat_interval_seconds`` of the run while the block runs; a
+    beat that finds the run no longer ours calls ``on_lost`` and beats no more."""
+    interval = _positive(record.get("heartbeat_interval_seconds"), manifest_mod.HEARTBEAT_INTERVAL_SECONDS)
     stop = threading.Event()
 
     def beat() -> None:
@@ -269,6 +272,36 @@ def heartbeat(manifest_path: Path, me: Identity, interval: float, on_lost: Calla
     finally:
         stop.set()
         thread.join(timeout=30)
+
+
+@contextlib.contextmanager
+def signals_to(loop: Any, handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """The cancel signals taken by the event loop while the block runs (not a bare
+    handler interrupting it), by a plain handler again after it."""
+    for signum in CANCEL_SIGNALS:
+        loop.add_signal_handler(signum, handler, signum, None)
+    try:
+        yield
+    finally:
+        for signum in CANCEL_SIGNALS:
+            loop.remove_signal_handler(signum)
+            signal.signal(signum, handler)
+
+
+def run_loop(
+    session: Callable[[], Awaitable[tuple[str, Failure | None]]], manifest_path: Path, pending: list[int]
+) -> tuple[str, Failure | None]:
+    """``session()`` in an event loop; whatever it raises ends the run failed
+    (the run must not stay in progress), at the command open on disk."""
+    try:
+        import anyio  # the SDK is imported while the server starts up
+
+        return anyio.run(session)
+    except BaseException as exc:
+        log("worker error: " + "".join(traceback.format_exception(exc)))
+        cause = innermost(exc)  # the task group's exception says nothing
+        message = f"worker error: {type(cause).__name__}: {cause}"
+        return "failed", invocation_failure(open_position(manifest_path, pending), message, traceback.format_exc())
 
 
 class Worker:
@@ -334,17 +367,7 @@ class Worker:
         return self.conclude(*outcome)
 
     def serve(self, server: subprocess.Popen[bytes] | None, pending: list[int]) -> tuple[str, Failure | None]:
-        try:
-            import anyio  # the SDK is imported while the server starts up
-
-            return anyio.run(self.session_main, server, pending)
-        except BaseException as exc:  # whatever happens, the run must not stay in progress
-            log("worker error: " + "".join(traceback.format_exception(exc)))
-            cause = innermost(exc)  # the task group's exception says nothing
-            message = f"worker error: {type(cause).__name__}: {cause}"
-            return "failed", invocation_failure(
-                open_position(self.manifest_path, pending), message, traceback.format_exc()
-            )
+        return run_loop(lambda: self.session_main(server, pending), self.manifest_path, pending)
 
     async def session_main(
         self, server: subprocess.Popen[bytes] | None, pending: list[int]
@@ -356,8 +379,8 @@ class Worker:
 
         loop = asyncio.get_running_loop()
         result: tuple[str, Failure | None] = ("cancelled", None)
-        with anyio.CancelScope() as scope:
-            # Signals are taken by the loop (not a bare handler interrupting it).
+        with anyio.CancelScope() as scope, signals_to(loop, self.on_signal):
+
             def stop_call() -> None:
                 # A call in progress is cancelled first (the server is told, and a
                 # turn in progress gets a moment to end); the session closes after it.
@@ -368,8 +391,6 @@ class Worker:
                 loop.call_soon_threadsafe(stop_call)
 
             self._interrupt = interrupt
-            for signum in CANCEL_SIGNALS:
-                loop.add_signal_handler(signum, self.on_signal, signum, None)
             if self.signal_received is not None:
                 scope.cancel()
             try:
@@ -379,10 +400,7 @@ class Worker:
                     self.session = session
                     saved = run_record.connected(self.manifest_path, self.me, self.server_record, iso_now())
                     run_record.write_heartbeat_file(self.run_dir, saved["heartbeat_at"])
-                    interval = _positive(
-                        saved.get("heartbeat_interval_seconds"), manifest_mod.HEARTBEAT_INTERVAL_SECONDS
-                    )
-                    with heartbeat(self.manifest_path, self.me, interval, self.on_lost):
+                    with heartbeat(self.manifest_path, self.me, saved, self.on_lost):
                         result = await self.run_commands(session, saved["commands"], pending)
             except (ToolInvocationError, NotOwner, BaseExceptionGroup) as exc:
                 # Not except*: before CPython 3.11.4 a raise inside it comes out wrapped.
@@ -396,9 +414,6 @@ class Worker:
             finally:
                 self.session = None
                 self._interrupt = None
-                for signum in CANCEL_SIGNALS:
-                    loop.remove_signal_handler(signum)
-                    signal.signal(signum, self.on_signal)
         return result
 
     async def run_commands(
