@@ -5,6 +5,11 @@ looked at (``os.stat``) every ``TICK_SECONDS``, so the final block comes as
 soon as the run is terminal. A watch also ends on a run whose worker is known
 dead (its pid gone or reused, by start time) or whose heartbeat is stale: it
 shows that block and the caller says how to resume.
+
+A run is terminal a moment before its ending is fully recorded (its metrics
+line comes after the terminal save): a watch returns only once the record has
+settled, so what runs next (``make metrics``, a reviewer's script) finds the
+metrics line there.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from mcp_core.jsfmt import now_ms
 
 TICK_SECONDS = 0.1
 LIVENESS_EVERY_SECONDS = 1.0
+# How long a watch waits for a live worker to record a terminal run's metrics.
+SETTLE_SECONDS = 10.0
 
 
 class Ending(NamedTuple):
@@ -44,6 +51,22 @@ def is_dead(record: dict[str, Any]) -> bool:
     return heartbeat_state(record, now_ms())["stale"] or run_record.worker_known_dead(record)
 
 
+def settled(record: dict[str, Any]) -> bool:
+    """Terminal with its metrics recorded, or with no worker left to record them."""
+    return record.get("metrics_recorded") is True or not run_record.worker_alive(record)
+
+
+def _wait_until_settled(
+    path: Path, sleep: Callable[[float], None], clock: Callable[[], float]
+) -> None:
+    deadline = clock() + SETTLE_SECONDS
+    while clock() < deadline:
+        record = _read(path)
+        if record is None or settled(record):
+            return
+        sleep(TICK_SECONDS)
+
+
 def _read(path: Path) -> dict[str, Any] | None:
     try:
         record = store.read_json(path)
@@ -64,6 +87,7 @@ def watch(
     while True:
         shown = show()
         if manifest_mod.is_terminal(shown):
+            _wait_until_settled(manifest_path(), sleep, clock)
             return Ending(shown, False)
         if is_dead(shown):
             return Ending(shown, True)
