@@ -333,17 +333,3 @@ def update_json(path: Path | str, change: Callable[[dict[str, Any]], Any], wait:
             return data
         write_json(path, data)
         return data
-
-
-def append_line_locked(path: Path | str, line: str) -> None:
-    """Append one line to ``path`` under an exclusive lock on the file, fsync'ed."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        data = (line + "\n").encode("utf-8", "surrogateescape")
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jsonlines
 from conftest import runner_env
 
 from mcp_core import manifest as manifest_mod
@@ -60,6 +61,19 @@ class Run:
         if not path.exists():
             return []
         return [line for line in path.read_text(encoding="utf-8").splitlines() if self.run_id in line]
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The entries of a metrics.json (JSON Lines); none before a run has ended."""
+    if not path.exists():
+        return []
+    with jsonlines.open(path) as reader:
+        return list(reader)
+
+
+def repo_metrics(repo: Path, task: str = "0001") -> list[dict[str, Any]]:
+    """The entries of a repository's metrics.json at its default place."""
+    return read_metrics(repo / ".runs" / task / "metrics.json")
 
 
 def misbehaving_server(mode: str, *extra: str) -> str:

@@ -63,13 +63,6 @@ def test_update_json_changes_in_place_or_leaves_the_file(tmp_path: Path) -> None
     assert path.read_text() == "[1]"
 
 
-def test_append_line_locked(tmp_path: Path) -> None:
-    path = tmp_path / "lines.jsonl"
-    store.append_line_locked(path, '{"a":1}')
-    store.append_line_locked(path, '{"b":"é"}')
-    assert path.read_text() == '{"a":1}\n{"b":"é"}\n'
-
-
 # --- several processes ------------------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from conftest import run_script, runner_env, snapshot
+from runs import repo_metrics
 
 from mcp_core import manifest, process, store, tokens
 from mcp_core.jsfmt import iso_now
@@ -39,11 +40,6 @@ def read(repo: Path, run_id: str = RUN_ID) -> dict[str, Any]:
     data = json.loads((repo / ".runs/0001/mcp" / run_id / "manifest.json").read_text())
     assert isinstance(data, dict)
     return data
-
-
-def metrics_lines(repo: Path) -> list[dict[str, Any]]:
-    path = repo / ".runs/0001/metrics.json"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def cancel(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -128,7 +124,7 @@ def test_a_run_that_has_ended_cannot_be_cancelled(repo: Path, status: str) -> No
 def test_an_ended_run_without_its_metrics_line_gets_it(repo: Path) -> None:
     make_run(repo, status="failed", completed_at=iso_now(), metrics_recorded=False)
     assert cancel(repo, RUN_ID).returncode == 1
-    assert [m["status"] for m in metrics_lines(repo)] == ["failed"]
+    assert [m["status"] for m in repo_metrics(repo)] == ["failed"]
     assert read(repo)["metrics_recorded"] is True
 
 
@@ -156,7 +152,7 @@ def test_a_run_whose_worker_is_gone_is_marked_cancelled_here(repo: Path) -> None
     assert first["error_file"] and (repo / first["error_file"]).is_file()
     assert second["status"] == "pending"
     assert "worker was no longer running" in record["summary"]
-    assert [(m["run_id"], m["status"]) for m in metrics_lines(repo)] == [(RUN_ID, "cancelled")]
+    assert [(m["run_id"], m["status"]) for m in repo_metrics(repo)] == [(RUN_ID, "cancelled")]
     again = cancel(repo, RUN_ID)
     assert (again.returncode, again.stderr) == (1, f"Run {RUN_ID} is already cancelled; cannot cancel.\n")
 
@@ -204,7 +200,7 @@ def test_cancel_stops_a_live_run_mid_command_and_leaves_no_process(repo: Path) -
     assert record["status"] == "cancelled"
     assert [c["status"] for c in record["commands"]] == ["succeeded", "failed"]
     assert "SIGTERM" in record["commands"][1]["summary"]
-    assert [(m["run_id"], m["status"]) for m in metrics_lines(repo)] == [(run_id, "cancelled")]
+    assert [(m["run_id"], m["status"]) for m in repo_metrics(repo)] == [(run_id, "cancelled")]
     assert_nothing_left(record, command_group)
 
 
@@ -225,5 +221,5 @@ def test_a_worker_that_does_not_stop_in_time_is_killed(repo: Path) -> None:
     record = read(repo, run_id)
     assert record["status"] == "cancelled"
     assert "did not stop within 0.5s and was killed" in record["summary"]
-    assert [(m["run_id"], m["status"]) for m in metrics_lines(repo)] == [(run_id, "cancelled")]
+    assert [(m["run_id"], m["status"]) for m in repo_metrics(repo)] == [(run_id, "cancelled")]
     assert_nothing_left(record, command_group)

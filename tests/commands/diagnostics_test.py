@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import CHECKOUT, SCRIPTS, run_script, runner_env, snapshot
+from runs import read_metrics
 
 from mcp_core import manifest, process, run_record, store
 from mcp_core.commands.diagnostics import USAGE
@@ -304,6 +305,7 @@ def test_this_repositorys_diagnostics_run_succeeds_with_its_guardrail(tmp_path: 
     record = json.loads((tmp_path / "runs" / run_id / "manifest.json").read_text())
     assert record["status"] == "succeeded", result.stdout
     assert record["commands"][-1]["command"] == "bash scripts/spec-guard.sh --dry-run"
-    metrics = json.loads((tmp_path / "metrics" / "metrics.json").read_text())
+    # The watch returned: the run's ending is fully recorded, its metrics line included.
+    [metrics] = read_metrics(tmp_path / "metrics" / "metrics.json")
     assert metrics["status"] == "succeeded" and metrics["guardrails_present"] is True
     assert "Guardrail" not in (record.get("summary") or "")

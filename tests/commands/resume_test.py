@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from conftest import CHECKOUT, run_script, runner_env, snapshot
+from runs import repo_metrics
 
 from mcp_core import manifest, process, store, tokens
 from mcp_core.jsfmt import iso_now
@@ -77,11 +78,6 @@ def wait_ended(repo: Path, run_id: str) -> dict[str, Any]:
     record = read(repo, run_id)
     wait_until(lambda: not process.is_alive(record["runner_pid"], record.get("runner_start_ticks")))
     return read(repo, run_id)
-
-
-def metrics_lines(repo: Path) -> list[dict[str, Any]]:
-    path = repo / ".runs/0001/metrics.json"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 # -- the command line -----------------------------------------------------------
@@ -171,17 +167,17 @@ def test_a_terminal_run_is_refused(repo: Path, status: str) -> None:
     event = read(repo)["resume_events"][0]
     assert (event["actor"], event["reason"]) == ("bot", "why not")
     assert without_event_fields(read(repo)) == without_event_fields(made)
-    assert metrics_lines(repo) == []
+    assert repo_metrics(repo) == []
 
 
 def test_a_terminal_run_without_its_metrics_line_gets_it_before_the_refusal(repo: Path) -> None:
     make_run(repo, status="failed", metrics_recorded=False, completed_at=iso_now())
     result = resume(repo)
     assert_blocked(repo, result, f"Run {RUN_ID} is already failed; cannot resume.", "terminal-status:failed")
-    assert [line["status"] for line in metrics_lines(repo)] == ["failed"]
+    assert [line["status"] for line in repo_metrics(repo)] == ["failed"]
     assert read(repo)["metrics_recorded"] is True
     resume(repo)
-    assert len(metrics_lines(repo)) == 1
+    assert len(repo_metrics(repo)) == 1
 
 
 def test_a_live_runner_is_refused(repo: Path) -> None:
@@ -328,7 +324,7 @@ def test_a_killed_worker_is_resumed_from_the_first_command_not_succeeded(repo: P
     assert ended["status"] == "succeeded" and ended["status_detail"] is None
     assert [c["status"] for c in ended["commands"]] == ["succeeded"] * 3
     assert (lines_in(repo / "c1"), lines_in(repo / "c2"), lines_in(repo / "c3")) == (1, 2, 1)
-    assert [(m["run_id"], m["status"]) for m in metrics_lines(repo)] == [(run_id, "succeeded")]
+    assert [(m["run_id"], m["status"]) for m in repo_metrics(repo)] == [(run_id, "succeeded")]
     assert "runner.log" in os.listdir(repo / ".runs/0001/mcp" / run_id)
 
 
@@ -356,4 +352,4 @@ def test_retry_failed_continues_a_failed_run_from_its_failed_command(repo: Path)
     assert ended["commands"][1]["status"] == "succeeded" and ended["commands"][1]["error_file"] is None
     assert [e["outcome"] for e in ended["resume_events"]] == ["blocked", "accepted"]
     assert (lines_in(repo / "r1"), lines_in(repo / "r3")) == (1, 1)
-    assert [(m["run_id"], m["status"]) for m in metrics_lines(repo)] == [(run_id, "failed"), (run_id, "succeeded")]
+    assert [(m["run_id"], m["status"]) for m in repo_metrics(repo)] == [(run_id, "failed"), (run_id, "succeeded")]

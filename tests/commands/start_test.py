@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from conftest import CHECKOUT, run_script, runner_env, snapshot
+from runs import repo_metrics
 
 from mcp_core import process
 from mcp_core.commands.start import timeout_number
@@ -220,8 +221,7 @@ def test_start_returns_while_the_run_goes_on_then_poll_sees_it_finish(repo: Path
     assert last_block.startswith(f"{run_id} status: succeeded\n")
     assert "  1. echo one -> succeeded\n" in last_block and f"  2. {WAIT_FOR_GO} -> succeeded\n" in last_block
     wait_ended(repo, run_id)
-    metrics = (repo / ".runs/0001/metrics.json").read_text().splitlines()
-    assert len(metrics) == 1 and json.loads(metrics[0])["status"] == "succeeded"
+    assert [entry["status"] for entry in repo_metrics(repo)] == ["succeeded"]
 
 
 @pytest.mark.parametrize(("given", "stored"), [("2.5", 2.5), ("60", 60), ("1e2", 100), (" 7 ", 7), ("3600.0", 3600)])
