@@ -1,6 +1,6 @@
 """Error artifacts: ``<run dir>/errors/<NN>-<slug>.json``, one per failed command.
 
-Shape (CONTRACT section 3): ``{run_id, task_id, command_index, command,
+Shape (docs/interface.md section 5): ``{run_id, task_id, command_index, command,
 created_at, reason, details}``. The command and every string inside
 ``details`` longer than 8 KiB are cut, and the cut says so (section 10), so a
 huge output or command cannot bloat them.

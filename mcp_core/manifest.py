@@ -52,7 +52,7 @@ def new_manifest(
     now: str,
     resume_token: str,
 ) -> dict[str, Any]:
-    """The manifest as start first writes it (CONTRACT section 3, key order)."""
+    """The manifest as start first writes it (docs/interface.md section 5, key order)."""
     run_dir = loc.run_dir(run_id)
     return {
         "runner": RUNNER_NAME,

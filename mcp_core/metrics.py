@@ -33,7 +33,7 @@ def duration_seconds(started_at: object, completed_at: object) -> float | None:
 
 
 def metrics_entry(manifest: dict[str, Any], recorded_at: str) -> dict[str, Any]:
-    """The metrics line of a run that reached a terminal status (CONTRACT section 6)."""
+    """The metrics line of a run that reached a terminal status (docs/interface.md section 8)."""
     commands = [c for c in manifest.get("commands") or [] if isinstance(c, dict)]
     return {
         "run_id": manifest.get("run_id"),
@@ -141,7 +141,7 @@ def record_run(loc: Locations, manifest: dict[str, Any], *, search_from: int = 0
 
 
 # ---------------------------------------------------------------------------
-# The summary (CONTRACT sections 6, 9 and 10)
+# The summary (docs/interface.md section 8)
 #
 # metrics.json can hold a million lines, so the summary streams it in blocks
 # of whole lines and its memory is bounded whatever the file's size. It takes

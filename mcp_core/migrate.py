@@ -1,4 +1,4 @@
-"""Migration of legacy runs into the task-scoped layout (CONTRACT sections 8 and 9).
+"""Migration of legacy runs into the task-scoped layout (docs/interface.md section 9).
 
 A legacy run is a directory ``<legacy root>/<id>/`` with a ``manifest.json``.
 Migrating it moves it to ``<runs root>/<id>/`` with one rename, after its
@@ -62,7 +62,7 @@ SKIPPED = "skipped"
 PLANNED = "planned"
 MIGRATED = "migrated"
 SKIPPED_MESSAGE = "Destination already exists; no action taken."
-# What is printed (the log keeps SKIPPED_MESSAGE, CONTRACT section 8) for a run
+# What is printed (the log keeps SKIPPED_MESSAGE, docs/interface.md section 9) for a run
 # the runner started or migrated earlier: its legacy directory is its pointer.
 ALREADY_MIGRATED_MESSAGE = "Already migrated; its compatibility pointer stays. No action taken."
 PLANNED_MESSAGE = "Would migrate directory."

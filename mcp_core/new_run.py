@@ -1,4 +1,4 @@
-"""A new run: its record created whole or not at all, then its worker launched (CONTRACT section 3).
+"""A new run: its record created whole or not at all, then its worker launched (docs/interface.md section 4).
 
 Used by start and by diagnostics.
 """

@@ -74,7 +74,7 @@ def _from_env(env: Mapping[str, str], name: str) -> str | None:
 
 def find_roots(env: Mapping[str, str] | None = None, cwd: str | None = None) -> tuple[str, str, str, str, str]:
     """``(repo root, task id, runs root, legacy root, metrics root)``, the roots as
-    absolute paths in strings (CONTRACT section 2). What ``locate`` returns as
+    absolute paths in strings (docs/interface.md section 3). What ``locate`` returns as
     Paths; poll uses it as it is, without importing pathlib."""
     env = os.environ if env is None else env
     cwd = os.getcwd() if cwd is None else cwd
@@ -98,7 +98,7 @@ def find_roots(env: Mapping[str, str] | None = None, cwd: str | None = None) -> 
 
 
 def locate(env: Mapping[str, str] | None = None, cwd: Path | str | None = None) -> Locations:
-    """Resolve every root from the environment (CONTRACT section 2)."""
+    """Resolve every root from the environment (docs/interface.md section 3)."""
     from pathlib import Path
 
     repo_root, task_id, runs_root, legacy_root, metrics_root = find_roots(

@@ -83,7 +83,7 @@ def _allowed(repo_root: str, runs_root: str, legacy_root: str) -> list[str]:
 
 
 def resolve_manifest(loc: Locations, run_id: str) -> Path | None:
-    """The manifest file poll should read for ``run_id`` (CONTRACT section 4), or None."""
+    """The manifest file poll should read for ``run_id`` (docs/interface.md section 9), or None."""
     from pathlib import Path
 
     found = find_manifest(str(loc.repo_root), str(loc.runs_root), str(loc.legacy_root), run_id)

@@ -2,7 +2,7 @@
 
 The worker asks the ``codex`` tool to run one shell command with a prompt whose
 last line is ``Run the exact shell command: <command>``; the tool answers with
-a JSON object ``{exit_code, summary, manifest_path}`` (CONTRACT section 3, "The
+a JSON object ``{exit_code, summary, manifest_path}`` (docs/interface.md section 5, "The
 worker"). The bundled servers read the command back with
 ``command_from_prompt`` and build their answer with ``answer``; the worker
 reads an answer with ``interpret``.
@@ -82,7 +82,7 @@ def joined_text(content: list[dict[str, Any]]) -> str:
 
 
 def interpret(content: list[dict[str, Any]]) -> Interpretation:
-    """CONTRACT section 3 step 4: a JSON object with a numeric ``exit_code``
+    """docs/interface.md section 5: a JSON object with a numeric ``exit_code``
     (booleans and strings do not count) or the answer is malformed."""
     joined = joined_text(content)
     parsed: Any = None

@@ -1,4 +1,4 @@
-"""Which MCP server a run talks to (CONTRACT: "Which MCP server the worker talks to").
+"""Which MCP server a run talks to (docs/interface.md section 10).
 
 ``MCP_RUNNER_SERVER``:
 

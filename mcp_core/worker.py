@@ -2,7 +2,7 @@
 
 Start and resume launch it in its own session with stdout and stderr appended
 to ``<run dir>/runner.log``. It runs the run's commands, in order, through one
-MCP stdio session (CONTRACT section 3, "The worker"): commands that already
+MCP stdio session (docs/interface.md section 5, "The worker"): commands that already
 succeeded are skipped, so a relaunch continues a run. Exit status 0 when the
 run succeeded, 1 otherwise (failed, cancelled, or no longer its own).
 

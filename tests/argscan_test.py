@@ -1,4 +1,4 @@
-"""The argument rules of CONTRACT section 1, on a usage text shaped like start's."""
+"""The argument rules of docs/interface.md section 2, on a usage text shaped like start's."""
 
 from __future__ import annotations
 

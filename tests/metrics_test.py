@@ -5,7 +5,7 @@ cannot read it differently from json line by line, and line by line with json
 otherwise; it counts each run once in one pass or in two. Every case below runs
 both ways, and a property test holds the whole thing to a plain reference
 reading (json.loads line by line, a dict of the latest line per run), which is
-what CONTRACT sections 6, 9 and 10 describe.
+what docs/interface.md section 8 describes.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ _JS_WS = metrics._JS_WHITESPACE
 
 
 def reference(content: bytes) -> dict[str, Any]:
-    """CONTRACT section 6 read literally, one json.loads a line, no cleverness."""
+    """docs/interface.md section 8 read literally, one json.loads a line, no cleverness."""
 
     def no_constants(name: str) -> Any:
         raise ValueError(name)
@@ -190,7 +190,7 @@ def test_missing_metrics_file_gives_zero_totals(repo: Path) -> None:
     assert not (repo / ".runs").exists()  # summarizing reads only
 
 
-# -- bad lines (CONTRACT section 9) --------------------------------------------
+# -- bad lines (docs/interface.md section 8) --------------------------------------------
 
 BAD_LINES = [
     ("null", "Not a JSON object: the line holds null"),
@@ -284,7 +284,7 @@ def test_status_and_guardrail_counts(repo: Path, single_pass_max_runs: int) -> N
     assert summary.status_counts == {"failed": 2, "succeeded": 1, "cancelled": 1, "null": 1, "(missing)": 1}
 
 
-# -- each run once, by its latest line (CONTRACT section 10) --------------------
+# -- each run once, by its latest line (docs/interface.md section 8) --------------------
 
 
 @BOTH_WAYS

@@ -1,5 +1,5 @@
 """mcp_core.migrate: candidates, checks, the migrated manifest, the log, and finishing
-an interrupted pass (CONTRACT sections 8 and 9)."""
+an interrupted pass (docs/interface.md section 9)."""
 
 from __future__ import annotations
 

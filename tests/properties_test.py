@@ -2,7 +2,7 @@
 ``mcp_core.argscan`` with each command's own USAGE, and manifest round trips
 (``jsfmt.dumps_pretty`` -> ``json.loads`` and the locked save path).
 
-The argument rules (CONTRACT section 1) as properties, for every command:
+The argument rules (docs/interface.md section 2) as properties, for every command:
 a flag's value is simply the next argument, whatever it looks like; the first
 bad argument wins whatever follows it; ``-h`` acts where it appears;
 ``--flag=value`` and abbreviations are unknown options; nothing but a

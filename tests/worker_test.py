@@ -434,7 +434,7 @@ def test_heartbeat_clears_only_its_own_details(repo: Path) -> None:
             wait_for(lambda: run.manifest()["heartbeat_at"] > beat)  # noqa: B023
         manifest = run.manifest()
         assert manifest["status_detail"] == "command-failed"
-        # .heartbeat is rewritten just after the manifest is saved (CONTRACT section 3)
+        # .heartbeat is rewritten just after the manifest is saved (docs/interface.md section 5)
         wait_for(lambda: (run.run_dir / ".heartbeat").read_text() >= manifest["heartbeat_at"])
         (repo / "release").touch()
         assert worker.wait(timeout=30) == 0

@@ -1,4 +1,4 @@
-"""metrics: write metrics-summary.json from metrics.json (CONTRACT sections 6 and 10).
+"""metrics: write metrics-summary.json from metrics.json (docs/interface.md section 8).
 
 Kept light: tabulate is imported only for ``--format table``.
 """

@@ -1,4 +1,4 @@
-"""migrate: move legacy runs into the task-scoped layout (CONTRACT sections 8 and 9)."""
+"""migrate: move legacy runs into the task-scoped layout (docs/interface.md section 9)."""
 
 from __future__ import annotations
 

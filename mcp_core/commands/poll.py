@@ -1,4 +1,4 @@
-"""poll: show a run's status, heartbeat and commands (CONTRACT section 4).
+"""poll: show a run's status, heartbeat and commands (docs/interface.md section 6).
 
 Callers poll in loops, so its start-up is most of its cost: this module and
 every module it imports load only C modules and each other at the top (no

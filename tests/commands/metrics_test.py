@@ -1,5 +1,5 @@
 """scripts/mcp-runner-metrics.js as callers run it: run directly (no Node needed) and
-with ``node`` in front, as real processes against temp repositories (CONTRACT 1, 6, 10)."""
+with ``node`` in front, as real processes against temp repositories (docs/interface.md sections 1 and 8)."""
 
 from __future__ import annotations
 

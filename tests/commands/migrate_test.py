@@ -1,6 +1,6 @@
 """scripts/mcp-runner-migrate.js as callers run it: real processes, run directly (no
 Node needed) and with ``node`` in front, against temp copies of the upstream fixture
-(CONTRACT sections 1, 8 and 9). Expected lines and logs are written out by hand."""
+(docs/interface.md sections 1 and 9). Expected lines and logs are written out by hand."""
 
 from __future__ import annotations
 
@@ -259,7 +259,7 @@ def test_no_legacy_root(repo: Path, form: str, dry: bool) -> None:
     assert sorted(p.name for p in (repo / ".runs").iterdir()) == ["local-mcp"]
 
 
-# -- bad manifests and hostile trees (CONTRACT section 9) ----------------------------
+# -- bad manifests and hostile trees (docs/interface.md section 9) ----------------------------
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """scripts/mcp-runner-poll.sh as callers run it: real processes against temp repositories.
 
 The clock is not frozen. Outputs are compared byte for byte with expectations
-written by hand from CONTRACT section 4; the only clock-dependent pieces are
+written by hand from docs/interface.md section 6; the only clock-dependent pieces are
 ``polled_at`` and the heartbeat age. In JSON both come from one clock read, so
 the age is checked exactly against ``polled_at - heartbeat_at`` and then both
 are put into the expected text. In text output the age line is checked to lie
