@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 from mcp_core import launch, lifecycle, paths, process, run_record, store
 from mcp_core import manifest as manifest_mod
 from mcp_core.codex_events import LATEST_EVENT_ENV, LATEST_EVENT_NAME, LatestEvent
-from mcp_core.error_artifacts import write_error_artifact
+from mcp_core.error_artifacts import cut_long_strings, write_error_artifact
 from mcp_core.errors import RunnerError, innermost
 from mcp_core.faults import fault_point
 from mcp_core.jsfmt import iso_now
@@ -55,6 +55,8 @@ from mcp_core.servers.common import REQUEST_TIMEOUT_ENV
 CANCEL_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 USAGE = "Usage: python -m mcp_core.worker <run-dir>"
 DEFAULT_TIMEOUT_SECONDS = 3600.0
+# A summary or path from the server is stored cut to this: a run file has a size limit.
+STORED_TEXT_BYTES = 64 * 1024
 # After a timeout or cancel the server gets this long to clean up (the bundled
 # executor kills its command's group) before its own group is killed.
 _STOP_WAIT_AFTER_CANCEL = 0.5
@@ -110,9 +112,9 @@ def outcome_of(position: int, answer: ToolAnswer, response_file: str) -> Failure
     if result.outcome == "succeeded":
         return {
             "exit_code": result.exit_code,
-            "manifest_path": result.manifest_path,
+            "manifest_path": cut_long_strings(result.manifest_path, STORED_TEXT_BYTES),
             "response_file": response_file,
-            "summary": result.summary,
+            "summary": cut_long_strings(result.summary, STORED_TEXT_BYTES),
         }
     if result.outcome == "command-failed":
         details = {"exit_code": result.exit_code, "summary": result.summary, "normalized_response": answer.content}
@@ -139,9 +141,9 @@ def failed_command(
         command["status"] = "failed"
         command["completed_at"] = now
         command["exit_code"] = failure.exit_code
-        command["manifest_path"] = failure.manifest_path
+        command["manifest_path"] = cut_long_strings(failure.manifest_path, STORED_TEXT_BYTES)
         command["response_file"] = failure.response_file
-        command["summary"] = failure.summary
+        command["summary"] = cut_long_strings(failure.summary, STORED_TEXT_BYTES)
         command["error_file"] = write_error_artifact(
             loc, run_dir, manifest, command, failure.reason, failure.details, now
         )

@@ -31,6 +31,7 @@ from mcp_core import manifest as manifest_mod
 from mcp_core import run_record, store
 from mcp_core.error_artifacts import MAX_STRING_BYTES
 from mcp_core.jsfmt import iso_now
+from mcp_core.worker import STORED_TEXT_BYTES
 
 VERBATIM = "printf '%s\\n' \"$$\" '$$' '$&' '$`' \"it's\" 'é ü ✓' 'back\\slash'"
 GUARD_SCRIPT = "#!/bin/sh\necho spec guard ok\n"
@@ -91,6 +92,7 @@ def _scenarios() -> dict[str, Scenario]:
         "args-underscore": Scenario([quoted], raw("echo-args", "underscore"), approval_policy="on-request"),
         "env": Scenario(["true"], raw("env"), env={"OPENAI_API_KEY": "sk-test-123"}),
         "big-failure": Scenario(["true"], raw("big-failure")),
+        "huge-summary": Scenario(["true", "true"], raw("huge-summary")),
     }
 
 
@@ -349,6 +351,19 @@ def test_error_artifacts_cut_huge_strings(finished: dict[str, Finished]) -> None
     assert details["summary"].endswith(f"[truncated: 100000 bytes, first {MAX_STRING_BYTES} kept]")
     # The response file keeps the whole answer.
     assert len(response_text(run, 1)) > 100_000
+
+
+def test_a_huge_summary_is_stored_cut_and_the_run_goes_on(finished: dict[str, Finished]) -> None:
+    """A server's summary larger than a run file may be: the manifest keeps its
+    start, stays readable, and the next command runs."""
+    run = finished["huge-summary"].run
+    manifest = run.manifest()
+    assert manifest["status"] == "succeeded"
+    assert [c["status"] for c in manifest["commands"]] == ["succeeded", "succeeded"]
+    summary = manifest["commands"][0]["summary"]
+    assert summary.startswith("yyyy") and len(summary.encode()) < STORED_TEXT_BYTES + 100
+    assert summary.endswith(f"[truncated: {17 * 1024 * 1024} bytes, first {STORED_TEXT_BYTES} kept]")
+    assert run.manifest_path.stat().st_size < 4 * STORED_TEXT_BYTES
 
 
 @pytest.mark.slow

@@ -95,6 +95,8 @@ def answer_call(request_id: object, arguments: dict) -> None:
         text_result(request_id, json.dumps({**ok, "exit_code": 2.5}))
     elif MODE == "big-failure":
         text_result(request_id, json.dumps({**ok, "exit_code": 3, "summary": "x" * 100_000}))
+    elif MODE == "huge-summary":  # more than a run file may hold, in a success
+        text_result(request_id, json.dumps({**ok, "summary": "y" * (17 * 1024 * 1024)}))
     elif MODE == "is-error":
         text_result(request_id, "approval-policy: unknown field", is_error=True)
     elif MODE == "rpc-error":
