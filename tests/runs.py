@@ -140,10 +140,15 @@ def run_worker(run: Run, timeout: float = 60) -> int:
     try:
         return worker.wait(timeout=timeout)
     finally:
-        if worker.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait(timeout=30)
+        stop_worker(worker)
+
+
+def stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    """A test's last word on a worker it launched: its group killed if it still runs."""
+    if worker.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30, interval: float = 0.02) -> Any:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CHECKOUT, run_script
-from runs import Run, create_run, group_members, launch_worker, pid_alive, run_worker, wait_for
+from runs import Run, create_run, group_members, launch_worker, pid_alive, run_worker, stop_worker, wait_for
 
 from mcp_core import manifest as manifest_mod
 from mcp_core.commands import serve as serve_mod
@@ -423,9 +423,7 @@ def test_a_server_killed_mid_call_fails_the_run(repo: Path, served: Serve) -> No
         served.process.wait()
         assert worker.wait(timeout=120) == 1  # long before the 3600 s timeout
     finally:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
+        stop_worker(worker)
         kill_group_of(served.root / "command.pid")  # a server killed by SIGKILL leaves its command behind
     manifest = run.manifest()
     assert manifest["status"] == "failed"
@@ -446,9 +444,7 @@ def test_a_frozen_server_fails_the_run_at_its_timeout(repo: Path, served: Serve)
         assert worker.wait(timeout=50) == 1
     finally:
         os.kill(served.process.pid, signal.SIGCONT)
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
+        stop_worker(worker)
     command = run.manifest()["commands"][0]
     assert command["status"] == "failed" and "gave no answer within 20 seconds" in command["summary"]
     assert "Traceback" not in run.log_text()
@@ -465,9 +461,7 @@ def test_stopping_serve_kills_the_commands_it_runs(repo: Path, served: Serve) ->
         assert served.process.wait(timeout=60) != 0
         assert worker.wait(timeout=120) == 1
     finally:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
+        stop_worker(worker)
     wait_for(lambda: not any(pid is not None and pid_alive(pid) for pid in pids), timeout=30)
     assert run.manifest()["status"] == "failed"
     assert "cancelled; its process group was killed" in served.log()
@@ -485,9 +479,7 @@ def test_cancel_mid_call_kills_the_remote_command(repo: Path, served: Serve) -> 
         assert result.returncode == 0, result.stderr
         worker.wait(timeout=60)
     finally:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
+        stop_worker(worker)
     assert run.manifest()["status"] == "cancelled"
     # The remote command and its child are gone within seconds, not at the timeout.
     wait_for(lambda: not pid_alive(command) and not pid_alive(child) and not group_members(command), timeout=30)
@@ -524,9 +516,7 @@ def test_two_runs_at_once_against_one_server(tmp_path: Path, served: Serve) -> N
         assert [worker.wait(timeout=180) for worker in workers] == [0, 0]
     finally:
         for worker in workers:
-            if worker.poll() is None:
-                os.killpg(worker.pid, signal.SIGKILL)
-                worker.wait()
+            stop_worker(worker)
     assert [run.manifest()["status"] for run in runs] == ["succeeded", "succeeded"]
     assert len({line.split(" ran ")[0] for line in served.log().splitlines() if " ran " in line}) == 2
 

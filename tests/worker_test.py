@@ -24,6 +24,7 @@ from runs import (
     misbehaving_server,
     pid_alive,
     run_worker,
+    stop_worker,
     wait_for,
 )
 
@@ -378,9 +379,7 @@ def test_sigterm_cancels_the_run_and_leaves_no_process(repo: Path) -> None:
         os.kill(worker.pid, signal.SIGTERM)
         assert worker.wait(timeout=30) == 1
     finally:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait(timeout=30)
+        stop_worker(worker)
     manifest = run.manifest()
     assert manifest["status"] == "cancelled"
     assert manifest["metrics_recorded"] is True
@@ -454,9 +453,7 @@ def test_heartbeat_clears_only_its_own_details(repo: Path) -> None:
         (repo / "release").touch()
         assert worker.wait(timeout=30) == 0
     finally:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait(timeout=30)
+        stop_worker(worker)
 
 
 def test_a_terminal_run_only_gets_its_pending_metrics(repo: Path) -> None:
@@ -485,9 +482,7 @@ def test_a_cancel_tells_the_server_and_lets_its_turn_end_before_stopping_it(tmp_
         os.kill(worker.pid, signal.SIGTERM)
         assert worker.wait(timeout=60) == 1
     finally:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
+        stop_worker(worker)
     assert run.manifest()["status"] == "cancelled"
     [cancelled] = [json.loads(line) for line in cancel_file.read_text().splitlines()]
     assert cancelled["reason"] == "caller cancelled"  # the MCP notifications/cancelled for the call
