@@ -66,8 +66,15 @@ def _fsync_dir(directory: Path | str) -> None:
         os.close(fd)
 
 
-def atomic_write_text(path: Path | str, text: str, mode: int = 0o644) -> None:
-    """Write ``text`` to ``path`` whole or not at all."""
+def atomic_write_text(path: Path | str, text: str, mode: int = 0o644, *, durable: bool = True,
+                      sync_directory: bool = True) -> None:
+    """Write ``text`` to ``path`` whole or not at all.
+
+    ``durable=False``: no fsync at all, for a file rewritten whole on every use
+    (poll.json: a crash may lose it, never leave a part of it). ``sync_directory=False``:
+    the file's data is synced but not its name, for a file that a save in the same
+    directory names next (a response file, named by the manifest): that save's
+    directory sync makes both durable, one sync fewer a command."""
     directory, name = os.path.split(path)
     directory = directory or "."
     # os.urandom, not secrets: importing secrets loads OpenSSL (~10 ms of every command's start-up)
@@ -83,7 +90,7 @@ def atomic_write_text(path: Path | str, text: str, mode: int = 0o644) -> None:
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
-            if not _fsync_deferred():
+            if durable and not _fsync_deferred():
                 os.fsync(fd)
         finally:
             os.close(fd)
@@ -94,11 +101,12 @@ def atomic_write_text(path: Path | str, text: str, mode: int = 0o644) -> None:
         except OSError:
             pass
         raise
-    _fsync_dir(directory)
+    if durable and sync_directory:
+        _fsync_dir(directory)
 
 
-def write_json(path: Path | str, value: Any, mode: int = 0o644) -> None:
-    atomic_write_text(path, dumps_pretty(value), mode)
+def write_json(path: Path | str, value: Any, mode: int = 0o644, *, sync_directory: bool = True) -> None:
+    atomic_write_text(path, dumps_pretty(value), mode, sync_directory=sync_directory)
 
 
 # No file of a run is legitimately this large (a manifest of a thousand commands

@@ -177,7 +177,8 @@ async def call_command(
     fault_point("after-tool-call")  # tests/chaos: the command ran, nothing recorded yet
     still_owned()
     response = run_dir / paths.command_file_name(command["index"], command["command"])
-    store.write_json(response, answer.content)
+    # Its name is made durable by the save that records it (same directory).
+    store.write_json(response, answer.content, sync_directory=False)
     outcome = outcome_of(position, answer, loc.rel(response))
     if isinstance(outcome, Failure):
         log(f"command {index}: {outcome.reason} (exit_code {outcome.exit_code!r})")

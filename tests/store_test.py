@@ -26,6 +26,31 @@ def test_atomic_write_text_writes_whole_with_mode_and_no_leftovers(tmp_path: Pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.json"]
 
 
+def test_what_each_kind_of_write_syncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A durable write syncs the file and its directory; a response file only its data
+    (the manifest's save names it and syncs the directory); poll's snapshot nothing."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append("directory" if os.path.isdir(f"/proc/self/fd/{fd}") else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    kinds = {
+        "durable": {},
+        "named by the next save": {"sync_directory": False},
+        "snapshot": {"durable": False},
+    }
+    seen = {}
+    for kind, options in kinds.items():
+        synced.clear()
+        store.atomic_write_text(tmp_path / "f.json", kind, **options)  # type: ignore[arg-type]
+        assert (tmp_path / "f.json").read_text() == kind
+        seen[kind] = list(synced)
+    assert seen == {"durable": ["file", "directory"], "named by the next save": ["file"], "snapshot": []}
+
+
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
     target = tmp_path / "file.json"
     store.write_json(target, {"a": 1})

@@ -278,7 +278,7 @@ def poll_once(loc: Roots, options: PollOptions, warn: Callable[[str], None]) -> 
         _emit(text)
         target = os.path.join(os.path.dirname(real), POLL_SNAPSHOT_NAME)
         try:
-            store.atomic_write_text(target, text)
+            store.atomic_write_text(target, text, durable=False)  # a snapshot, rewritten by every poll
         except OSError as exc:
             warn(f"Warning: could not write {loc.rel(target)}: {_reason(exc)}")
     else:
