@@ -12,7 +12,6 @@ they need where they need it.
 
 from __future__ import annotations
 
-import math
 import time
 from _json import encode_basestring as _encode_string
 
@@ -23,6 +22,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 _MAX_SAFE_INT = 2**53
+_INFINITY = float("inf")
 
 
 def _has_lone_surrogate(text: str) -> bool:
@@ -48,7 +48,7 @@ def _escape_surrogate(ch: str) -> str:
 
 def js_number(value: float) -> str:
     """Format a float as JavaScript's Number.prototype.toString does."""
-    if math.isnan(value) or math.isinf(value):
+    if not -_INFINITY < value < _INFINITY:  # NaN or infinite (no math: a shared library poll does without)
         return "null"
     if value == 0:
         return "0"

@@ -7,14 +7,14 @@ the new one, never a part. Writers of one manifest serialise on an exclusive
 and resume's events never overwrite each other's updates.
 
 poll imports this module: only C modules at the top (no contextlib, threading,
-json or pathlib), so the two context managers are small classes.
+json or pathlib), so the two context managers are small classes; fcntl (a shared
+library to load) only where a lock is taken, which poll of a live run rarely does.
 """
 
 from __future__ import annotations
 
 import _thread
 import errno
-import fcntl
 import os
 import stat  # loaded with os at start-up
 import time
@@ -304,6 +304,8 @@ class locked_dir:  # a class, used as ``with store.locked_dir(path):``
         self.wait = wait
 
     def __enter__(self) -> None:
+        import fcntl
+
         limit = writer_wait_seconds() if self.wait is None else self.wait
         fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
         try:
