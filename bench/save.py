@@ -7,7 +7,8 @@ parse, the change, encode, atomic write with its fsyncs. Figures are the CPU
 time (user + system) and the wall time of one save, median of ``--runs``
 samples, for N = 1 (a boundary into nothing), 50 and 1000 commands; and the
 same without the fsyncs (``store.fsync_deferred``), which is what the code
-itself costs. No budget: issue 11's per-command budget is ``bench/commands.py``'s.
+itself costs; and ``run_record.still_owned`` right after the save. No
+budget: issue 11's per-command budget is ``bench/commands.py``'s.
 """
 
 from __future__ import annotations
@@ -88,6 +89,16 @@ def measure(
     return walls, cpus
 
 
+def time_still_owned(path: Path, me: run_record.Identity, runs: int) -> list[float]:
+    """The ownership check a worker makes before recording a command's answer."""
+    cpus: list[float] = []
+    for _ in range(runs):
+        cpu = time.process_time()
+        run_record.still_owned(path, me)
+        cpus.append(time.process_time() - cpu)
+    return cpus
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = common.arguments(__doc__.splitlines()[0], runs=200, warmup=20)
     args = common.parse(parser, argv)
@@ -106,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
                     f"save, {count} commands ({size // 1024} KiB), {how}: CPU {cpu:.3f} ms, wall {wall:.3f} ms"
                     f" (medians of {len(cpus)})",
                 )
+            cpu = statistics.median(time_still_owned(path, me, args.runs)) * 1000
+            report.figure(f"still_owned_{count}", {"cpu_ms": cpu},
+                          f"still_owned after the worker's own save, {count} commands: CPU {cpu:.3f} ms")
     report.finish()
     return 0
 
