@@ -189,9 +189,23 @@ def _encode(value: Any, indent: str | None, level: int, out: list[str]) -> None:
 # takes only values of the exact built-in types (anything else raises
 # ValueError: encoded afresh, not kept), and it tells True from 1, 1 from 1.0
 # and one key order from another, so equal keys are values that encode alike.
-# Version 2: no back-references, whose flags depend on reference counts.
+# Version 2: no back-references, whose flags depend on reference counts. Bounded
+# by size (a summary may be 64 KiB): all are dropped when the next would pass it.
 _ENTRY_TEXTS: dict[bytes, str] = {}
-_ENTRY_TEXTS_MAX = 4096
+_ENTRY_TEXTS_MAX_SIZE = 4 * 1024 * 1024  # key bytes + text characters
+_entry_texts_size = 0
+
+
+def _keep_entry_text(key: bytes, text: str) -> None:
+    global _entry_texts_size
+    size = len(key) + len(text)
+    if size > _ENTRY_TEXTS_MAX_SIZE:
+        return
+    if _entry_texts_size + size > _ENTRY_TEXTS_MAX_SIZE:
+        _ENTRY_TEXTS.clear()
+        _entry_texts_size = 0
+    _ENTRY_TEXTS[key] = text
+    _entry_texts_size += size
 
 
 def _list_of_entries(value: list[Any] | tuple[Any, ...], out: list[str]) -> None:
@@ -216,9 +230,7 @@ def _list_of_entries(value: list[Any] | tuple[Any, ...], out: list[str]) -> None
             entry: list[str] = []
             _encode(item, "  ", 2, entry)
             text = "".join(entry)
-            if len(texts) >= _ENTRY_TEXTS_MAX:
-                texts.clear()
-            texts[key] = text
+            _keep_entry_text(key, text)
         append(text)
     append("\n  ]")
 

@@ -213,10 +213,19 @@ def test_an_entry_changed_in_place_is_printed_anew() -> None:
     assert '"exit_code": 0' in dumps_pretty(manifest)
 
 
-def test_kept_texts_are_bounded() -> None:
-    for number in range(jsfmt._ENTRY_TEXTS_MAX + 10):
-        assert dumps_pretty({"c": [{"n": number}]}) == f'{{\n  "c": [\n    {{\n      "n": {number}\n    }}\n  ]\n}}\n'
-    assert 0 < len(jsfmt._ENTRY_TEXTS) <= jsfmt._ENTRY_TEXTS_MAX
+def test_kept_texts_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jsfmt, "_ENTRY_TEXTS", {})
+    monkeypatch.setattr(jsfmt, "_entry_texts_size", 0)
+    monkeypatch.setattr(jsfmt, "_ENTRY_TEXTS_MAX_SIZE", 100_000)
+    too_large = {"c": [{"filler": "y" * 100_000}]}
+    assert dumps_pretty(too_large) == dumps_pretty(too_large)
+    assert jsfmt._ENTRY_TEXTS == {}  # never kept
+    summary = "x" * 1000
+    for number in range(500):
+        text = dumps_pretty({"c": [{"n": number, "summary": summary}]})
+        assert text == f'{{\n  "c": [\n    {{\n      "n": {number},\n      "summary": "{summary}"\n    }}\n  ]\n}}\n'
+        kept = sum(len(key) + len(text) for key, text in jsfmt._ENTRY_TEXTS.items())
+        assert 0 < kept == jsfmt._entry_texts_size <= 100_000
 
 
 @settings(max_examples=200, deadline=None)
@@ -226,6 +235,7 @@ def test_property_kept_and_fresh_texts_agree(entries: list[Any], other: Any) -> 
     first = dumps_pretty(document)
     kept = dumps_pretty(document)
     jsfmt._ENTRY_TEXTS.clear()
+    jsfmt._entry_texts_size = 0
     fresh = dumps_pretty(document)
     assert first == kept == fresh
 
