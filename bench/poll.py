@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     poll_stats, python_stats = stats[0], stats[4]
     ratio = poll_stats.median / python_stats.median
     report.figure("ratio_to_python", ratio, f"ratio to .venv/bin/python -c pass (medians): {ratio:.2f}")
+    if poll_stats.cpu and python_stats.cpu:  # what to compare when the machine is loaded (BENCHMARKS.md)
+        cpu_ratio = poll_stats.cpu / python_stats.cpu
+        report.figure("cpu_ratio_to_python", cpu_ratio, f"the same ratio in CPU time (user + system): {cpu_ratio:.2f}")
     report.budget("median / python -c pass", f"{ratio:.2f}", f"<= {RATIO_BUDGET}", ratio <= RATIO_BUDGET,
                   value=poll_stats.median, floor=("python -c pass", python_stats.median), old="poll")
     rss = poll_stats.peak_rss_mib or 0.0
