@@ -9,11 +9,10 @@ import mmap
 import operator
 import os
 from array import array
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from itertools import compress, repeat
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any, BinaryIO
 
 import msgspec
@@ -144,39 +143,46 @@ def record_run(loc: Locations, manifest: dict[str, Any], *, search_from: int = 0
 # The summary (docs/interface.md section 8)
 #
 # metrics.json can hold a million lines, so the summary streams it in blocks
-# of whole lines and its memory is bounded whatever the file's size. It takes
-# the file's size under the shared lock (between two appends) and scans up to
+# of whole lines, twice, and its memory does not grow with the number of runs
+# (only with the number of runs that have more than one line). It takes the
+# file's size under the shared lock (between two appends) and scans up to
 # there without any lock: the file up to that size is whole lines (or a line a
 # crash cut short, which is a parse error), and a worker's append never waits
 # for a summary's scan.
 #
-# Each block is decoded by msgspec's C decoder in one call (decode_lines) into
-# the four fields the summary uses, typed as the runner writes them. A block
-# is taken that way only when that call cannot have read it differently from
-# json line by line: every line one object, starting with "{" and ending with
-# "}" (so no object can span two lines, and no line can hold two: between
-# "}" and "{" only a top level can have nothing but white space), as many
-# objects as lines, valid UTF-8, nothing but what the types allow. Any other
-# block is read line by line with json, which reports each bad line as the old
-# runner did. Both give the same _Entry, so what follows has one path.
+# A block is read by msgspec's C decoder when that cannot read it differently
+# from json line by line, and line by line with json otherwise (which reports
+# each bad line as the old runner did). That takes two readings of the block:
+# ``decode_lines`` (which takes any JSON white space between two objects, a
+# line break too, or none), and the block made one JSON array (its line breaks
+# turned into commas), which takes only commas. Both succeed only when every
+# line holds exactly one object: a second object on a line needs white space
+# or nothing before it (refused by the array) or a comma (refused by
+# decode_lines); an object over two lines needs a line break outside a string
+# (a comma where the array refuses one) or inside one (a control character,
+# which decode_lines refuses); a blank line is an empty array item. The first
+# pass makes the first reading (the run ids), the second pass the other (the
+# entries), so each pass decodes a block once. Should the array be refused
+# where decode_lines was not, the first pass's run ids for that block may not
+# be the lines' own: both passes start again, the first one checking each
+# block both ways itself. A block refused is read in halves, each the same
+# way, down to the lines at fault.
 #
-# Counting each run once: a file of up to SINGLE_PASS_MAX_RUNS lines is read
-# once, keeping the latest entry of every run in a dict (a few hundred bytes a
-# run, so at most some 40 MiB). A larger file is read twice. The first pass puts
-# every run id into a fixed table of 2**24 one-byte slots by its hash and keeps
-# only the ids that land on a slot already taken: every id that repeats, plus
-# the few that collide. The second pass keeps the latest entry of those ids
-# alone and counts every other line as it goes. Memory: the 16 MiB table, the
-# repeated or colliding ids, and 8 bytes a run for the durations (the median
-# and p95 of the table need them all).
+# Counting each run once by its latest line: the first pass puts every run id
+# into a fixed table of 2**24 one-byte slots by its hash and keeps the ids
+# that land on a slot already taken: every id that repeats, plus the few that
+# collide. The second pass keeps the latest entry of those ids alone and counts
+# every other line as it goes. The durations counted are folded into their
+# exact sum as they come (the average is math.fsum of them all, to the bit);
+# only the table's median and p95 keep them all.
 # ---------------------------------------------------------------------------
 
 PARSE_ERRORS_KEPT = 1000  # more are counted in "parse_errors_omitted" (appended only then)
 _PARSE_ERROR_CHARS_KEPT = 1 << 20  # and the raw lines kept hold at most this much text
 MAX_LINE_BYTES = 4 << 20  # a longer line is a parse error, never held in memory whole
-_READ_BYTES = 1 << 20
-SINGLE_PASS_MAX_RUNS = 150_000  # up to here one pass keeping every run's latest entry (~250 B each)
+_READ_BYTES = 1 << 18  # 256 KiB: a block, its copy and its items stay in the caches
 _SLOT_BITS = 24
+_DURATIONS_HELD = 1 << 16  # durations held before they are folded into their exact sum
 # String.prototype.trim: what the old runner took off each line before parsing.
 _JS_WHITESPACE = (
     "\t\n\x0b\x0c\r \xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
@@ -187,21 +193,37 @@ _OTHER_STATUSES = "(other statuses)"
 _STATUSES_KEPT = 1000
 
 
-@dataclass
 class MetricsSummary:
     """The figures of metrics-summary.json, plus what the table shows."""
 
-    generated_at: str
-    task_id: str
-    metrics_file: str
-    entries_total: int
-    entries_succeeded: int
-    entries_failed: int
-    guardrails_present: int
-    parse_errors: list[dict[str, str]]
-    parse_errors_omitted: int
-    status_counts: dict[str, int]
-    durations: array[float]
+    def __init__(
+        self,
+        *,
+        generated_at: str,
+        task_id: str,
+        metrics_file: str,
+        entries_total: int,
+        entries_succeeded: int,
+        entries_failed: int,
+        guardrails_present: int,
+        parse_errors: list[dict[str, str]],
+        parse_errors_omitted: int,
+        status_counts: dict[str, int],
+        average_duration_seconds: float | None,
+        durations: array[float] | None,
+    ) -> None:
+        self.generated_at = generated_at
+        self.task_id = task_id
+        self.metrics_file = metrics_file
+        self.entries_total = entries_total
+        self.entries_succeeded = entries_succeeded
+        self.entries_failed = entries_failed
+        self.guardrails_present = guardrails_present
+        self.parse_errors = parse_errors
+        self.parse_errors_omitted = parse_errors_omitted
+        self.status_counts = status_counts
+        self.average_duration_seconds = average_duration_seconds
+        self.durations = durations  # every duration counted, when the summary was asked to keep them
 
     @property
     def success_rate(self) -> float | None:
@@ -211,15 +233,16 @@ class MetricsSummary:
     def guardrail_coverage(self) -> float | None:
         return self.guardrails_present / self.entries_total if self.entries_total else None
 
-    @property
-    def average_duration_seconds(self) -> float | None:
-        return math.fsum(self.durations) / len(self.durations) if self.durations else None
-
     def median_duration_seconds(self) -> float | None:
-        return _percentile(sorted(self.durations), 50)
+        return _percentile(sorted(self._kept_durations()), 50)
 
     def p95_duration_seconds(self) -> float | None:
-        return _percentile(sorted(self.durations), 95)
+        return _percentile(sorted(self._kept_durations()), 95)
+
+    def _kept_durations(self) -> array[float]:
+        if self.durations is None:
+            raise ValueError("the durations were not kept: summarize(..., keep_durations=True)")
+        return self.durations
 
     def to_json(self) -> dict[str, Any]:
         """The file's object, keys in the contract's order."""
@@ -250,32 +273,40 @@ def _percentile(ordered: list[float], percent: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def summarize(loc: Locations, *, single_pass_max_runs: int = SINGLE_PASS_MAX_RUNS) -> MetricsSummary:
+def summarize(loc: Locations, *, keep_durations: bool = False) -> MetricsSummary:
     """Read metrics.json (if any) and compute the summary. Raises OSError on I/O faults.
 
-    A file of up to about ``single_pass_max_runs`` lines is read once, keeping
-    the latest line of every run; a larger one is read twice (see above).
+    ``keep_durations`` keeps every duration counted (8 bytes a run), for the
+    median and p95 of the table; without it the memory does not grow with the runs.
     """
     try:
         handle = open(loc.metrics_file, "rb")  # noqa: SIM115 - held across both passes below
     except FileNotFoundError:
-        return _Scan(None).result(loc)
+        return _Scan({}, keep_durations).result(loc)
     with handle:
         size = _whole_size(handle.fileno())  # what both passes read: later appends wait for the next summary
-        blocks = _Blocks()
-        if _estimated_lines(handle, size) <= single_pass_max_runs:
-            scan = _Scan(None, most_runs=single_pass_max_runs + single_pass_max_runs // 8 + 64)
-            try:
-                for data in _whole_lines(handle, size, scan.overlong_line):
-                    scan.take(blocks.entries(data, scan.error))
-                return scan.result(loc)
-            except _TooManyRuns:
-                handle.seek(0)  # the estimate was wrong: start again, the two-pass way
-        scan = _Scan(_repeated_run_ids(handle, size, blocks))
-        handle.seek(0)
-        for data in _whole_lines(handle, size, scan.overlong_line):
-            scan.take(blocks.entries(data, scan.error))
-    return scan.result(loc)
+        reader = _Reader()
+        try:
+            return _two_passes(handle, size, reader, check_first=False, keep_durations=keep_durations).result(loc)
+        except _NotOneObjectALine:
+            handle.seek(0)
+            return _two_passes(handle, size, reader, check_first=True, keep_durations=keep_durations).result(loc)
+
+
+def _two_passes(handle: BinaryIO, size: int, reader: _Reader, *, check_first: bool, keep_durations: bool) -> _Scan:
+    """The two passes (see the comment above); ``check_first``: the first pass
+    checks each block's lines itself (a first try found it must)."""
+    candidates, decoded_lengths = _repeated_run_ids(handle, size, reader, check_first)
+    handle.seek(0)
+    scan = _Scan(candidates, keep_durations)
+    expected = iter(decoded_lengths)
+    for data in _whole_lines(handle, size, scan.overlong_line):
+        if len(data) == next(expected, -1):
+            entries = reader.entries_of_decoded(data, scan.error)
+        else:
+            entries, _ = reader.read(data, reader.entry_lines, False, scan.error)
+        scan.take(entries)
+    return scan
 
 
 def _whole_size(fd: int) -> int:
@@ -289,20 +320,9 @@ def _whole_size(fd: int) -> int:
         fcntl.flock(fd, fcntl.LOCK_UN)
 
 
-def _estimated_lines(handle: BinaryIO, size: int) -> int:
-    """The file's line count, guessed from its first block (leaves the handle at 0)."""
-    head = handle.read(min(_READ_BYTES, size))
-    handle.seek(0)
-    if not head:
-        return 0
-    return size * max(head.count(b"\n"), 1) // len(head)
-
-
 def write_summary(loc: Locations, summary: MetricsSummary) -> None:
     loc.metrics_root.mkdir(parents=True, exist_ok=True)
     store.write_json(loc.metrics_summary_file, summary.to_json())
-
-
 def _whole_lines(
     handle: BinaryIO, size: int, overlong: Callable[[bytes, int], None] | None = None
 ) -> Iterator[bytes]:
@@ -420,53 +440,73 @@ class _Nothing(msgspec.Struct, gc=False):
     """An object, read for its syntax alone."""
 
 
-class _Blocks:
-    """Turns a block of whole lines into entries (see the comment above)."""
+class _NotOneObjectALine(Exception):
+    """A block the first pass read by decode_lines alone holds a line that is not
+    one object: its run ids may not be the lines' own."""
+
+
+class _Reader:
+    """Reads a block of whole lines (see the comment above)."""
 
     def __init__(self) -> None:
-        self._check_lines = msgspec.json.Decoder(_Nothing).decode_lines
-        self._entries = msgspec.json.Decoder(list[_Entry]).decode
-        self._run_ids = msgspec.json.Decoder(list[_RunId]).decode
+        self.run_id_lines = msgspec.json.Decoder(_RunId).decode_lines
+        self.entry_lines = msgspec.json.Decoder(_Entry).decode_lines
+        self._entry_array = msgspec.json.Decoder(list[_Entry]).decode
+        self._object_array = msgspec.json.Decoder(list[_Nothing]).decode
 
-    def entries(self, data: bytes, error: Callable[[str, str], None]) -> list[Any]:
-        """The block's entries in line order; its bad lines go to ``error(message, raw)``."""
-        decoded = self._decode(self._entries, data)
-        return decoded if decoded is not None else self._each_line(data, error)
+    def run_ids(self, data: bytes, check: bool) -> tuple[list[Any], bool]:
+        """First pass: the block's items (their run_id), and whether decode_lines
+        read it all. Unless ``check``, a block decode_lines takes is not checked
+        here: the second pass does it (``entries_of_decoded``)."""
+        if not check:
+            try:
+                return self.run_id_lines(data), True
+            except (msgspec.DecodeError, RecursionError):
+                pass
+        return self.read(data, self.run_id_lines, False, _ignore)
 
-    def run_ids(self, data: bytes) -> list[str]:
-        """The block's run ids (strings), in line order."""
-        decoded = self._decode(self._run_ids, data)
-        if decoded is None:
-            decoded = self._each_line(data, _ignore)
-        return [run_id for run_id in map(_RUN_ID, decoded) if run_id is not None]
+    def entries_of_decoded(self, data: bytes, error: Callable[[str, str], None]) -> list[Any]:
+        """Second pass: the entries of a block the first pass read by decode_lines,
+        read as one array; that both take it shows every line is one object."""
+        text = _as_array(data)
+        try:
+            entries = self._entry_array(text)
+        except (msgspec.DecodeError, RecursionError):
+            try:
+                self._object_array(text)
+            except (msgspec.DecodeError, RecursionError):
+                raise _NotOneObjectALine from None
+            return self.read(data, self.entry_lines, True, error)[0]  # a line of other types
+        entries.pop()  # the {} closing the array
+        return entries
 
-    def _decode(self, decode_array: Callable[[bytes], list[Any]], data: bytes) -> list[Any] | None:
-        """All the block's lines by two C calls, or None when line by line must read it.
+    def read(
+        self, data: bytes, decode_lines: Callable[[bytes], list[Any]], whole: bool, error: Callable[[str, str], None]
+    ) -> tuple[list[Any], bool]:
+        """The block's items in line order, and whether ``decode_lines`` read it all.
 
-        ``decode_lines`` takes any white space between two documents, a line
-        break too; the block read as one array, its line breaks made commas,
-        takes only commas. Both succeed only when every line holds exactly one
-        object: a second document on a line needs white space between the two
-        (refused by the array) or a comma (refused by decode_lines); an object
-        over two lines has a line break outside a string (a comma where the
-        array refuses one) or inside one (a control character, which
-        decode_lines refuses); a blank line is an empty array item.
+        ``whole``: every line of this block is known to be one object. A block
+        the C decoder refuses is read in halves, each the same way, down to the
+        lines at fault, which json reads (their errors go to ``error``).
         """
         try:
-            self._check_lines(data)
-            return decode_array(b"[" + data[:-1].replace(b"\n", b",") + b"]")
+            items = decode_lines(data)
+            if not whole:
+                self._object_array(_as_array(data))
+            return items, True
         except (msgspec.DecodeError, RecursionError):
-            return None
-
-    def _each_line(self, data: bytes, error: Callable[[str, str], None]) -> list[Any]:
-        result = []
-        for raw in data.split(b"\n")[:-1]:
-            parsed = self._parse_line(raw)
+            pass
+        # the last line break in the first half (or the first one, if it has none)
+        cut = data.rfind(b"\n", 0, len(data) // 2) + 1 or data.find(b"\n") + 1
+        if cut == len(data):
+            parsed = self._parse_line(data[:-1])
             if isinstance(parsed, tuple):
                 error(*parsed)
-            elif parsed is not None:
-                result.append(parsed)
-        return result
+                return [], False
+            return ([] if parsed is None else [parsed]), False
+        first, _ = self.read(data[:cut], decode_lines, False, error)
+        second, _ = self.read(data[cut:], decode_lines, False, error)
+        return first + second, False
 
     def _parse_line(self, raw: bytes) -> Any:
         """A line read by json: None (blank), ``(error, raw)``, or an entry."""
@@ -500,17 +540,27 @@ class _Blocks:
         )
 
 
+def _as_array(data: bytes) -> bytes:
+    """The block's lines as one JSON array, its line breaks made commas: [line,...,line,{}]."""
+    return b"".join((b"[", data.replace(b"\n", b","), b"{}]"))
+
+
 def _ignore(message: str, raw: str) -> None:
     """Parse errors are reported by the pass that counts."""
 
 
 _RUN_ID = attrgetter("run_id")
+_FIRST = itemgetter(0)
 _DURATION = attrgetter("duration_seconds")
-_STATUS_AND_GUARD = attrgetter("status", "guardrails_present")
+_STATUS = attrgetter("status")
+_GUARDRAILS = attrgetter("guardrails_present")
 
 
-def _repeated_run_ids(handle: BinaryIO, size: int, blocks: _Blocks) -> dict[str, Any]:
-    """First pass: the run ids that may occur more than once.
+def _repeated_run_ids(
+    handle: BinaryIO, size: int, reader: _Reader, check: bool
+) -> tuple[dict[str, Any], list[int]]:
+    """First pass: the run ids that may occur more than once, and the length of
+    each block decode_lines read whole (-1 for the others).
 
     Every id goes into a table of 2**_SLOT_BITS one-byte slots by its hash; an
     id whose slot is already taken (by itself or by a colliding id) is kept.
@@ -521,38 +571,72 @@ def _repeated_run_ids(handle: BinaryIO, size: int, blocks: _Blocks) -> dict[str,
     slots = bytearray(1 << _SLOT_BITS)
     mask = (1 << _SLOT_BITS) - 1
     repeated: set[str] = set()
+    whole_lengths: list[int] = []
     for data in _whole_lines(handle, size):
-        ids = blocks.run_ids(data)
-        if not ids:
-            continue
-        # operator's functions, not bound slot wrappers: several times faster in map()
+        items, whole = reader.run_ids(data, check)
+        whole_lengths.append(len(data) if whole else -1)
+        ids = list(map(_RUN_ID, items))
+        if None in ids:
+            ids = [run_id for run_id in ids if run_id is not None]
         where = list(map(operator.and_, map(hash, ids), repeat(mask)))
-        seen = bytes(map(operator.getitem, repeat(slots), where))
+        # Each id's slot as it was before the id was put in it (zip reads a slot, then
+        # sets it). operator's functions, not bound slot wrappers: faster in map().
+        taken = map(operator.getitem, repeat(slots), where)
+        marking = map(operator.setitem, repeat(slots), where, repeat(1))
+        seen = bytes(map(_FIRST, zip(taken, marking, strict=True)))
         if 1 in seen:
             repeated.update(compress(ids, seen))
-        if len(set(where)) != len(where):  # two ids of this block on one slot
-            counts = Counter(where)
-            repeated.update(i for i, w in zip(ids, where, strict=True) if counts[w] > 1)
-        deque(map(operator.setitem, repeat(slots), where, repeat(1)), maxlen=0)
-    return dict.fromkeys(repeated)
+    return dict.fromkeys(repeated), whole_lengths
 
 
-class _TooManyRuns(Exception):
-    """A single pass would keep more runs than its memory allows."""
+class _Durations:
+    """The durations counted: their exact sum (what math.fsum of them all gives)
+    and count, held in a bounded buffer, or every one of them when asked."""
+
+    def __init__(self, keep_all: bool) -> None:
+        self.keep_all = keep_all
+        self.held: array[float] = array("d")
+        self.folded: list[float] = []  # floats whose exact sum is that of the durations no longer held
+        self.count = 0
+
+    def add(self, values: list[float | None]) -> None:
+        """Add the real, non-negative, finite ones of ``values``."""
+        if None in values:
+            values = [v for v in values if v is not None]
+        if values and not (min(values) >= 0 and max(values) < math.inf):  # type: ignore[type-var, operator]
+            values = [v for v in values if 0 <= v < math.inf]  # type: ignore[operator]
+        self.held.extend(values)  # type: ignore[arg-type]
+        self.count += len(values)
+        if len(self.held) >= _DURATIONS_HELD and not self.keep_all:
+            self.folded = _exact_parts([*self.folded, *self.held])
+            del self.held[:]
+
+    def average(self) -> float | None:
+        return math.fsum([*self.folded, *self.held]) / self.count if self.count else None
+
+
+def _exact_parts(values: list[float]) -> list[float]:
+    """A few floats whose exact sum is the exact sum of ``values``: each the sum,
+    correctly rounded by fsum, of what the ones before it left over."""
+    parts: list[float] = []
+    rest = math.fsum(values)
+    while rest:  # the exact remainder is a multiple of the smallest float: zero only when nothing is left
+        parts.append(rest)
+        values.append(-rest)
+        rest = math.fsum(values)
+    return parts
 
 
 class _Scan:
-    """The second (or only) pass: counts, the latest entry of candidate runs, errors."""
+    """The second pass: counts, the latest entry of candidate runs, errors."""
 
-    def __init__(self, candidates: dict[str, Any] | None, most_runs: int = 0) -> None:
-        # None: every run id is a candidate (single pass), up to most_runs of them;
-        # else the ids the first pass found may repeat, whose latest entries then
-        # go into that same dict (its values are None until seen).
-        self.candidates = candidates
-        self.most_runs = most_runs
-        self.latest: dict[str, Any] = {} if candidates is None else candidates
-        self.pairs: Counter[tuple[Any, Any]] = Counter()
-        self.durations: array[float] = array("d")
+    def __init__(self, candidates: dict[str, Any], keep_durations: bool) -> None:
+        # The ids the first pass found may repeat; their latest entries go into
+        # that same dict (its values are None until seen).
+        self.latest = candidates
+        self.statuses: Counter[Any] = Counter()
+        self.guarded = 0
+        self.durations = _Durations(keep_durations)
         self.errors: list[dict[str, str]] = []
         self.errors_omitted = 0
         self._error_chars = 0
@@ -571,52 +655,35 @@ class _Scan:
     def take(self, entries: list[Any]) -> None:
         """Take entries in line order: candidates into ``latest``, others counted now."""
         ids = list(map(_RUN_ID, entries))
-        if self.candidates is None:
-            if None in ids:
-                self._tally([e for e, i in zip(entries, ids, strict=True) if i is None])
-                entries = [e for e, i in zip(entries, ids, strict=True) if i is not None]
-                ids = [i for i in ids if i is not None]
-            self.latest.update(zip(ids, entries, strict=True))
-            if len(self.latest) > self.most_runs:
-                raise _TooManyRuns
-            return
-        chosen = list(map(self.candidates.__contains__, ids))
+        chosen = list(map(self.latest.__contains__, ids))
         if True in chosen:
-            picked = list(compress(entries, chosen))
-            self.latest.update(zip(compress(ids, chosen), picked, strict=True))
+            self.latest.update(zip(compress(ids, chosen), compress(entries, chosen), strict=True))
             entries = list(compress(entries, map(operator.not_, chosen)))
         self._tally(entries)
 
     def _tally(self, entries: list[Any]) -> None:
-        self.pairs.update(map(_STATUS_AND_GUARD, entries))
-        if len(self.pairs) > _STATUSES_KEPT:
+        self.statuses.update(map(_STATUS, entries))
+        if len(self.statuses) > _STATUSES_KEPT:
             self._fold_statuses()
-        durations = list(map(_DURATION, entries))
-        if None in durations:
-            durations = [d for d in durations if d is not None]
-        self.durations.extend(durations)
+        self.guarded += operator.countOf(map(_GUARDRAILS, entries), True)
+        self.durations.add(list(map(_DURATION, entries)))
 
     def _fold_statuses(self) -> None:
         """Thousands of distinct statuses (a corrupt or hostile file): keep
         succeeded and failed, count the others as one, so memory stays flat."""
-        folded: Counter[tuple[Any, Any]] = Counter()
-        for (status, guard), count in self.pairs.items():
-            folded[(status if status in ("succeeded", "failed") else _OTHER_STATUSES, guard)] += count
-        self.pairs = folded
+        folded: Counter[Any] = Counter()
+        for status, count in self.statuses.items():
+            folded[status if status in ("succeeded", "failed") else _OTHER_STATUSES] += count
+        self.statuses = folded
 
     def result(self, loc: Locations) -> MetricsSummary:
         self._tally([entry for entry in self.latest.values() if entry is not None])
         self.latest.clear()
         status_counts: Counter[str] = Counter()
-        guarded = 0
-        for (status, guard), count in self.pairs.items():
+        for status, count in self.statuses.items():
             label = status if isinstance(status, str) else "null" if status is None else _MISSING_STATUS
             status_counts[label] += count
-            if guard is True:
-                guarded += count
         durations = self.durations
-        if durations and not (min(durations) >= 0 and max(durations) < math.inf):
-            durations = array("d", (d for d in durations if 0 <= d < math.inf))
         return MetricsSummary(
             generated_at=iso_now(),
             task_id=loc.task_id,
@@ -624,9 +691,10 @@ class _Scan:
             entries_total=sum(status_counts.values()),
             entries_succeeded=status_counts.get("succeeded", 0),
             entries_failed=status_counts.get("failed", 0),
-            guardrails_present=guarded,
+            guardrails_present=self.guarded,
             parse_errors=self.errors,
             parse_errors_omitted=self.errors_omitted,
             status_counts=dict(status_counts.most_common()),
-            durations=durations,
+            average_duration_seconds=durations.average(),
+            durations=durations.held if durations.keep_all else None,
         )

@@ -1,11 +1,12 @@
 """mcp_core.metrics: entries, record_run, and the streaming summary.
 
-The summary reads a block of lines in one C call (msgspec) when that call
-cannot read it differently from json line by line, and line by line with json
-otherwise; it counts each run once in one pass or in two. Every case below runs
-both ways, and a property test holds the whole thing to a plain reference
-reading (json.loads line by line, a dict of the latest line per run), which is
-what docs/interface.md section 8 describes.
+The summary reads a block of lines with msgspec's C decoder when that cannot
+read it differently from json line by line, and line by line with json
+otherwise; it counts each run once over two passes. Most cases below run with
+the usual 256 KiB reads and with 64-byte ones (blocks of a line or two), and a
+property test holds the whole thing to a plain reference reading (json.loads
+line by line, a dict of the latest line per run), which is what
+docs/interface.md section 8 describes.
 """
 
 from __future__ import annotations
@@ -24,9 +25,26 @@ from mcp_core import metrics
 from mcp_core.jsfmt import dumps_compact
 from mcp_core.paths import Locations, locate
 
-BOTH_WAYS = pytest.mark.parametrize(
-    "single_pass_max_runs", [metrics.SINGLE_PASS_MAX_RUNS, 0], ids=["one-pass", "two-pass"]
-)
+BLOCK_SIZES = [metrics._READ_BYTES, 64]  # blocks of hundreds of lines, and of a line or two
+
+
+@pytest.fixture(params=BLOCK_SIZES, ids=["256KiB-reads", "64B-reads"])
+def block_bytes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    monkeypatch.setattr(metrics, "_READ_BYTES", request.param)
+    return int(request.param)
+
+
+BOTH_WAYS = pytest.mark.usefixtures("block_bytes")
+
+
+def summarize_each_way(loc: Locations) -> list[metrics.MetricsSummary]:
+    """The summary with each read size (for tests that cannot take a fixture per example)."""
+    summaries = []
+    for size in BLOCK_SIZES:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(metrics, "_READ_BYTES", size)
+            summaries.append(metrics.summarize(loc))
+    return summaries
 
 
 def loc_for(repo: Path) -> Locations:
@@ -153,8 +171,8 @@ def test_metrics_entry_shape_and_duration() -> None:
 
 
 @BOTH_WAYS
-def test_fixture_figures(fixture_repo: Path, single_pass_max_runs: int) -> None:
-    summary = metrics.summarize(loc_for(fixture_repo), single_pass_max_runs=single_pass_max_runs)
+def test_fixture_figures(fixture_repo: Path) -> None:
+    summary = metrics.summarize(loc_for(fixture_repo), keep_durations=True)
     data = summary.to_json()
     assert list(data) == [
         "generated_at", "task_id", "metrics_file", "entries_total", "entries_succeeded", "entries_failed",
@@ -210,18 +228,18 @@ BAD_LINES = [
 
 
 @BOTH_WAYS
-def test_lines_that_are_not_objects_are_parse_errors(repo: Path, single_pass_max_runs: int) -> None:
+def test_lines_that_are_not_objects_are_parse_errors(repo: Path) -> None:
     good = [entry("a", "succeeded", 10, True), entry("b", "failed", 20, False)]
     lines = [line_of(good[0])] + [text for text, _ in BAD_LINES] + [line_of(good[1])]
     write_metrics(repo, "\n".join(lines) + "\n")
-    data = metrics.summarize(loc_for(repo), single_pass_max_runs=single_pass_max_runs).to_json()
+    data = metrics.summarize(loc_for(repo)).to_json()
     assert data["parse_errors"] == [{"error": message, "raw": text} for text, message in BAD_LINES]
     assert (data["entries_total"], data["entries_succeeded"], data["entries_failed"]) == (2, 1, 1)
     assert (data["success_rate"], data["guardrail_coverage"], data["average_duration_seconds"]) == (0.5, 0.5, 15)
 
 
 @BOTH_WAYS
-def test_binary_garbage_crlf_blank_lines_and_whitespace(repo: Path, single_pass_max_runs: int) -> None:
+def test_binary_garbage_crlf_blank_lines_and_whitespace(repo: Path) -> None:
     content = (
         b"\r\n"
         + line_of(entry("a", "succeeded", 1.25)).encode()
@@ -236,7 +254,7 @@ def test_binary_garbage_crlf_blank_lines_and_whitespace(repo: Path, single_pass_
         + line_of(entry("d", "failed", 4, False)).encode()  # no newline at the end
     )
     write_metrics(repo, content)
-    data = metrics.summarize(loc_for(repo), single_pass_max_runs=single_pass_max_runs).to_json()
+    data = metrics.summarize(loc_for(repo)).to_json()
     assert data["parse_errors"] == [
         {"error": "Invalid JSON: Expecting value at column 1", "raw": "\x00\ufffd\ufffd garbage \x01"}
     ]
@@ -246,7 +264,7 @@ def test_binary_garbage_crlf_blank_lines_and_whitespace(repo: Path, single_pass_
 
 
 @BOTH_WAYS
-def test_only_real_non_negative_numbers_are_durations(repo: Path, single_pass_max_runs: int) -> None:
+def test_only_real_non_negative_numbers_are_durations(repo: Path) -> None:
     lines = [
         entry("a", duration=None),  # null is not 0
         entry("b", duration="12"),  # a numeric string is not a number
@@ -259,14 +277,14 @@ def test_only_real_non_negative_numbers_are_durations(repo: Path, single_pass_ma
     ]
     text = "\n".join(line_of(e) for e in lines) + "\n" + '{"run_id":"i","duration_seconds":1e400}\n'
     write_metrics(repo, text)
-    summary = metrics.summarize(loc_for(repo), single_pass_max_runs=single_pass_max_runs)
+    summary = metrics.summarize(loc_for(repo), keep_durations=True)
     assert summary.entries_total == 9
     assert sorted(summary.durations) == [0.0, 6.0, 9.0]
     assert summary.average_duration_seconds == 5
 
 
 @BOTH_WAYS
-def test_status_and_guardrail_counts(repo: Path, single_pass_max_runs: int) -> None:
+def test_status_and_guardrail_counts(repo: Path) -> None:
     lines = [
         entry("a", "succeeded", guard=True),
         entry("b", "failed", guard=False),
@@ -276,7 +294,7 @@ def test_status_and_guardrail_counts(repo: Path, single_pass_max_runs: int) -> N
         {"run_id": "f", "guardrails_present": True},  # no status at all
     ]
     write_metrics(repo, "\n".join(line_of(e) for e in lines) + "\n")
-    summary = metrics.summarize(loc_for(repo), single_pass_max_runs=single_pass_max_runs)
+    summary = metrics.summarize(loc_for(repo))
     data = summary.to_json()
     assert (data["entries_total"], data["entries_succeeded"], data["entries_failed"]) == (6, 1, 2)
     assert data["success_rate"] == 1 / 6
@@ -288,7 +306,7 @@ def test_status_and_guardrail_counts(repo: Path, single_pass_max_runs: int) -> N
 
 
 @BOTH_WAYS
-def test_a_retried_run_counts_once_by_its_latest_line(repo: Path, single_pass_max_runs: int) -> None:
+def test_a_retried_run_counts_once_by_its_latest_line(repo: Path) -> None:
     lines = [
         entry("retried", "failed", 10, False),
         entry("other", "succeeded", 1, True),
@@ -301,7 +319,7 @@ def test_a_retried_run_counts_once_by_its_latest_line(repo: Path, single_pass_ma
         entry("retried", "succeeded", 30, True),  # the latest line of "retried"
     ]
     write_metrics(repo, "\n".join(line_of(e) for e in lines) + "\n")
-    summary = metrics.summarize(loc_for(repo), single_pass_max_runs=single_pass_max_runs)
+    summary = metrics.summarize(loc_for(repo), keep_durations=True)
     data = summary.to_json()
     assert (data["entries_total"], data["entries_succeeded"], data["entries_failed"]) == (7, 5, 2)
     assert data["guardrail_coverage"] == 2 / 7
@@ -309,23 +327,23 @@ def test_a_retried_run_counts_once_by_its_latest_line(repo: Path, single_pass_ma
 
 
 @BOTH_WAYS
-def test_latest_line_wins_across_fast_and_json_lines(repo: Path, single_pass_max_runs: int) -> None:
+def test_latest_line_wins_across_fast_and_json_lines(repo: Path) -> None:
     spaced = json.dumps(entry("r", "succeeded", 5, True))  # ", " separators: not the runner's own shape
     lines = [line_of(entry("r", "failed", 1, False)), spaced, line_of(entry("s", "failed", 2)), spaced]
     lines.append(line_of(entry("r", "cancelled", 9, False)))
     write_metrics(repo, "\n".join(lines) + "\n")
-    summary = metrics.summarize(loc_for(repo), single_pass_max_runs=single_pass_max_runs)
+    summary = metrics.summarize(loc_for(repo), keep_durations=True)
     assert summary.status_counts == {"cancelled": 1, "failed": 1}
     assert sorted(summary.durations) == [2, 9]
 
 
 @BOTH_WAYS
-def test_duplicate_run_id_keys_use_the_last_one(repo: Path, single_pass_max_runs: int) -> None:
+def test_duplicate_run_id_keys_use_the_last_one(repo: Path) -> None:
     first = line_of(entry("x", "failed", 1))
     # Same object syntax as the runner's up to the end, then a second run_id: json's last key wins.
     twice = line_of(entry("y", "succeeded", 2))[:-1] + ',"run_id":"x"}'
     write_metrics(repo, first + "\n" + twice + "\n")
-    summary = metrics.summarize(loc_for(repo), single_pass_max_runs=single_pass_max_runs)
+    summary = metrics.summarize(loc_for(repo))
     assert summary.status_counts == {"succeeded": 1}
 
 
@@ -353,7 +371,7 @@ def test_an_overlong_line_is_an_error_and_the_next_lines_count(repo: Path) -> No
 
 
 def test_lines_across_read_blocks(repo: Path) -> None:
-    """Several MiB, so lines straddle the 1 MiB reads, with a long (2 MiB) valid line too."""
+    """Several MiB, so lines straddle the reads, with a long (2 MiB) valid line too."""
     rng = random.Random(7)
     lines = []
     for n in range(12000):
@@ -367,8 +385,8 @@ def test_lines_across_read_blocks(repo: Path) -> None:
     content = ("\n".join(lines) + "\n").encode()
     write_metrics(repo, content)
     expected = reference(content)
-    for limit in (metrics.SINGLE_PASS_MAX_RUNS, 0):
-        assert figures(metrics.summarize(loc_for(repo), single_pass_max_runs=limit)) == expected
+    for summary in summarize_each_way(loc_for(repo)):
+        assert figures(summary) == expected
 
 
 # -- the whole thing against the reference ----------------------------------------
@@ -427,9 +445,8 @@ def metrics_files(draw: Any) -> bytes:
 def test_summary_agrees_with_the_reference(repo: Path, content: bytes) -> None:
     write_metrics(repo, content)
     expected = reference(content)
-    for limit in (metrics.SINGLE_PASS_MAX_RUNS, 0):
-        got = figures(metrics.summarize(loc_for(repo), single_pass_max_runs=limit))
-        assert got == expected
+    for summary in summarize_each_way(loc_for(repo)):
+        assert figures(summary) == expected
 
 
 # -- record_run and the summary together -----------------------------------------
@@ -483,37 +500,49 @@ RUNNER_SHAPED_BUT_INVALID = {
 
 @BOTH_WAYS
 @pytest.mark.parametrize("case", sorted(RUNNER_SHAPED_BUT_INVALID))
-def test_runner_shaped_lines_that_json_rejects(repo: Path, single_pass_max_runs: int, case: str) -> None:
+def test_runner_shaped_lines_that_json_rejects(repo: Path, case: str) -> None:
     """A block's one C call must not take what JSON.parse refuses, nor read lines
     differently. Each case is alone in its file with good lines, since one odd
     line sends its whole block line by line."""
     bad = RUNNER_SHAPED_BUT_INVALID[case]
     content = "\n".join([_GOOD, *bad, line_of(entry("last", "failed", 5))]).encode() + b"\n"
     write_metrics(repo, content)
-    summary = metrics.summarize(loc_for(repo), single_pass_max_runs=single_pass_max_runs)
+    summary = metrics.summarize(loc_for(repo))
     assert figures(summary) == reference(content)  # the parse errors' raw lines included
 
 
 @BOTH_WAYS
-def test_invalid_utf8_inside_a_string_reads_as_node_reads_it(repo: Path, single_pass_max_runs: int) -> None:
+def test_invalid_utf8_inside_a_string_reads_as_node_reads_it(repo: Path) -> None:
     latin = line_of(entry("bytes", "failed", 3)).encode().replace(b"0001", b"00\xff01")  # U+FFFD for Node
     content = _GOOD.encode() + b"\n" + latin + b"\n"
     write_metrics(repo, content)
-    summary = metrics.summarize(loc_for(repo), single_pass_max_runs=single_pass_max_runs)
+    summary = metrics.summarize(loc_for(repo))
     assert (summary.parse_errors, summary.status_counts) == ([], {"succeeded": 1, "failed": 1})
 
 
-def test_a_wrong_estimate_starts_again_the_two_pass_way(repo: Path) -> None:
-    """A first block of one long line makes the file look short; once a single pass
-    would keep too many runs, it starts again reading twice, with the same result."""
-    lines = [line_of(entry("big", "succeeded", 1, padding="p" * (1536 << 10))), "garbage"]
-    lines += [line_of(entry(f"r{n % 150}", "failed", n)) for n in range(300)]
-    content = ("\n".join(lines) + "\n").encode()
-    write_metrics(repo, content)
-    summary = metrics.summarize(loc_for(repo), single_pass_max_runs=20)
-    assert figures(summary) == reference(content)
-    assert [e["raw"] for e in summary.parse_errors] == ["garbage"]
-    assert summary.entries_total == 151
+def test_the_average_is_exact_whatever_the_durations_held(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Durations are folded into their exact sum every few (here 7): the average is
+    still math.fsum of them all over their count, to the last bit."""
+    rng = random.Random(11)
+    durations = [rng.choice([0.1, 1e-9, 3.3, 1e15, 7e-300]) * rng.random() for _ in range(500)]
+    write_metrics(repo, "".join(line_of(entry(f"r{n}", "succeeded", d)) + "\n" for n, d in enumerate(durations)))
+    monkeypatch.setattr(metrics, "_DURATIONS_HELD", 7)
+    summary = metrics.summarize(loc_for(repo))
+    assert summary.average_duration_seconds == math.fsum(durations) / len(durations)
+    assert summary.durations is None  # not kept unless asked: memory does not grow with the runs
+    kept = metrics.summarize(loc_for(repo), keep_durations=True)
+    assert (kept.average_duration_seconds, list(kept.durations or [])) == (summary.average_duration_seconds, durations)
+
+
+@pytest.mark.parametrize(
+    "values", [[], [0.1] * 10, [1e308, -1e308, 1.0], [2.0**-1074, 1e-300, 1e300, 0.1, 0.2, 0.3], [0.1, -0.1, 1e-17]]
+)
+def test_exact_parts_sum_to_the_exact_sum(values: list[float]) -> None:
+    from fractions import Fraction
+
+    parts = metrics._exact_parts(list(values))
+    assert sum(map(Fraction, parts), Fraction(0)) == sum(map(Fraction, values), Fraction(0))
+    assert math.fsum(parts) == math.fsum(values)
 
 
 def test_thousands_of_statuses_are_folded(repo: Path) -> None:

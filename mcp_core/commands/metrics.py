@@ -73,7 +73,7 @@ def summary_table(summary: MetricsSummary) -> str:
 
 def metrics(loc: Locations, fmt: str) -> int:
     try:
-        summary = summarize(loc)
+        summary = summarize(loc, keep_durations=fmt == "table")  # the table's median and p95 need them all
     except OSError as exc:
         raise RunnerError(f"Cannot read {loc.rel(loc.metrics_file)}: {exc.strerror or exc}") from None
     try:
