@@ -37,7 +37,7 @@ if [ -x "$checkout/.venv/bin/python" ]; then
 else
   python="$(command -v python3 || true)"
   if [ -z "$python" ]; then
-    echo "python3 not found: run 'make setup' in $checkout or install python3." >&2
+    printf '%s\n' "python3 not found: run 'make setup' in $checkout or install python3." >&2  # (sh's echo reads backslashes)
     exit 127
   fi
 fi
