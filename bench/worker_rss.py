@@ -2,12 +2,14 @@
 """Peak memory of a run's worker and its MCP server (the bundled local executor).
 
 Starts a run of a few commands (one of them streams 200,000 lines of output
-through the server to runner.log) and samples /proc every 20 ms: the resident
-set (VmRSS) of the worker and of its server process (the commands' own
-processes are not counted), and their proportional set (Pss, shared pages
-split between the processes that share them). Reported: the peak of the sum
-of the two RSS figures (the budget's measure, <= 100 MiB), each process's own
-high-water mark (VmHWM), and the peak summed PSS.
+through the executor to runner.log) and samples /proc every 20 ms: the resident
+set (VmRSS) of the worker and of the process beside it: the server process when
+the executor runs as one, else (the default: the executor in the worker's own
+process) its command guard. The commands' own processes are not counted.
+Also their proportional set (Pss, shared pages split between the processes that
+share them). Reported: the peak of the sum of the two RSS figures (the budget's
+measure, <= 80 MiB), each process's own high-water mark (VmHWM), and the peak
+summed PSS.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common  # noqa: E402
+
+from mcp_core.servers.common import GUARD_NAME  # noqa: E402
 
 BUDGET_MIB = 80  # issue 11
 COMMANDS = ["true", "echo hello", "seq 1 200000", "sleep 0.5", "bash scripts/spec-guard.sh --dry-run || true"]
@@ -61,10 +65,12 @@ def _children(pid: int) -> list[int]:
 
 
 def _is_server(pid: int) -> bool:
+    """The MCP server process, or the in-process executor's command guard."""
     try:
-        return b"mcp_core.servers" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
+    return b"mcp_core.servers" in argv or argv.startswith(GUARD_NAME.encode() + b"\0")
 
 
 def sample_run(repo: Path, env: dict[str, str], commands: list[str]) -> dict[str, float]:
@@ -94,7 +100,7 @@ def sample_run(repo: Path, env: dict[str, str], commands: list[str]) -> dict[str
     if manifest["status"] != "succeeded":
         raise SystemExit(f"run {run_id} ended {manifest['status']}: {manifest.get('status_detail')}")
     if not hwm["server"]:
-        raise SystemExit("the server process was never seen")
+        raise SystemExit("neither a server process nor a command guard was seen")
     return {
         "peak_rss_sum_mib": peak_sum / 1024,
         "worker_hwm_mib": hwm["worker"] / 1024,
@@ -123,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, label in (
         ("peak_rss_sum_mib", "worker + server, peak of the summed RSS"),
         ("worker_hwm_mib", "worker alone, VmHWM"),
-        ("server_hwm_mib", "server alone, VmHWM"),
+        ("server_hwm_mib", "server (or command guard) alone, VmHWM"),
         ("hwm_sum_mib", "sum of the two VmHWM (an upper bound)"),
         ("peak_pss_sum_mib", "worker + server, peak of the summed PSS"),
     ):

@@ -40,6 +40,7 @@ from mcp_core.process import stop_group
 
 if TYPE_CHECKING:
     from mcp import ClientSession
+    from mcp.server.mcpserver import MCPServer
     from mcp.shared.dispatcher import ProgressFnT
 
 LogFn = Callable[[str], None]
@@ -469,6 +470,35 @@ async def initialized_session(
         except Exception as exc:  # a server without tools/list still gets its call
             log(f"tools/list failed ({type(exc).__name__}: {exc}); sending approval_policy")
         yield McpSession(session, schema, log, describe_failure, reports)
+
+
+@contextlib.asynccontextmanager
+async def connect_in_process(
+    server: MCPServer,
+    *,
+    log: LogFn,
+    initialize_timeout: float = INITIALIZE_TIMEOUT_SECONDS,
+    tool_name: str = "codex",
+    latest: LatestEvent | None = None,
+) -> AsyncIterator[McpSession]:
+    """Initialize a session with ``server`` running in this process, over the
+    SDK's in-memory transport (the one its own ``Client`` uses for a server
+    object): the same MCP messages as over stdio, with no pipes and no second
+    interpreter. Closing the session ends the server's task."""
+    from mcp.client._memory import InMemoryTransport
+
+    async with (
+        InMemoryTransport(server) as (read_stream, write_stream),
+        initialized_session(
+            read_stream,
+            write_stream,
+            log=log,
+            initialize_timeout=initialize_timeout,
+            tool_name=tool_name,
+            reports=ServerReports(log, latest),
+        ) as session,
+    ):
+        yield session
 
 
 # -- a server reached over streamable HTTP (``MCP_RUNNER_SERVER=http://...``) --

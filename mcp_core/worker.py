@@ -2,9 +2,10 @@
 
 Start and resume launch it in its own session with stdout and stderr appended
 to ``<run dir>/runner.log``. It runs the run's commands, in order, through one
-MCP stdio session (docs/interface.md section 5, "The worker"): commands that already
-succeeded are skipped, so a relaunch continues a run. Exit status 0 when the
-run succeeded, 1 otherwise (failed, cancelled, or no longer its own).
+MCP session (docs/interface.md section 5, "The worker"): with a spawned stdio
+server, with the local executor in this process, or over HTTP. Commands that
+already succeeded are skipped, so a relaunch continues a run. Exit status 0 when
+the run succeeded, 1 otherwise (failed, cancelled, or no longer its own).
 
 It is orchestration only: every change to the run goes through
 ``run_record``, which checks that the run is still this worker's. When it is
@@ -50,7 +51,7 @@ from mcp_core.mcp_client import (
 from mcp_core.protocol import MALFORMED_NOTE, TOOL_NAME, build_prompt, interpret, is_number, joined_text
 from mcp_core.run_record import Identity, NotOwner
 from mcp_core.server_select import SERVER_TOKEN_ENV, ServerChoice, choose_server, sandbox_mode
-from mcp_core.servers.common import REQUEST_TIMEOUT_ENV
+from mcp_core.servers.common import REQUEST_TIMEOUT_ENV, GroupGuard, deadline_for
 
 CANCEL_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 USAGE = "Usage: python -m mcp_core.worker <run-dir>"
@@ -187,12 +188,23 @@ async def call_command(
     return outcome
 
 
-def open_session(
-    server: subprocess.Popen[bytes] | None, record: dict[str, Any] | None, timeout: float, latest: LatestEvent
-) -> contextlib.AbstractAsyncContextManager[McpSession]:
-    """Over the spawned server's pipes, else over HTTP to the chosen server's URL."""
-    from mcp_core.mcp_client import connect, connect_http
+# What a run's MCP server is to the worker: a spawned stdio server, the guard of
+# the local executor running in the worker's own process, or nothing (HTTP).
+Server = subprocess.Popen[bytes] | GroupGuard | None
+IN_PROCESS_COMMAND = "mcp_core.servers.local, in the worker's process"
 
+
+def open_session(
+    server: Server, record: dict[str, Any] | None, timeout: float, latest: LatestEvent
+) -> contextlib.AbstractAsyncContextManager[McpSession]:
+    """Over the spawned server's pipes, in process with the local executor, else
+    over HTTP to the chosen server's URL."""
+    from mcp_core.mcp_client import connect, connect_http, connect_in_process
+
+    if isinstance(server, GroupGuard):
+        from mcp_core.servers import local
+
+        return connect_in_process(local.build_server(deadline_for(timeout), server), log=log, latest=latest)
     if server is not None:
         return connect(server, log=log, latest=latest)
     url = (record or {}).get("url")
@@ -213,15 +225,40 @@ class ServerNotStarted(Exception):
 
 
 @contextlib.contextmanager
+def in_process_guard() -> Iterator[tuple[GroupGuard, dict[str, Any]]]:
+    """The local executor runs in this process: only its command guard is started
+    (recorded as the server's pid, so cancel and resume stop it like a server)."""
+    try:
+        guard = GroupGuard.start()
+    except OSError as exc:
+        raise ServerNotStarted(f"cannot start the local executor's command guard (bash): {exc}") from exc
+    record = {"mode": "local", "command": IN_PROCESS_COMMAND, "pid": guard.pid,
+              "start_ticks": process.start_ticks(guard.pid)}  # fmt: skip
+    log(f"running the local executor in this process; command guard pid {guard.pid}")
+    try:
+        yield guard, record
+    finally:
+        guard.close()
+        orphans = process.stop_adopted_children()
+        if orphans:
+            log(f"stopped processes the commands left behind: {orphans}")
+
+
+@contextlib.contextmanager
 def server_process(
     choice: ServerChoice, loc: paths.Locations, run_dir: Path, timeout: float, stop_wait: Callable[[], float]
-) -> Iterator[tuple[subprocess.Popen[bytes] | None, dict[str, Any]]]:
+) -> Iterator[tuple[Server, dict[str, Any]]]:
     """The MCP server, its stderr on runner.log; on the way out its whole group
     is stopped (and whatever a server that died mid-call left behind). None for
-    a server reached over HTTP (``choice.url``): nothing to start or stop."""
+    a server reached over HTTP (``choice.url``): nothing to start or stop; a
+    GroupGuard for the local executor, which runs in this process."""
     if choice.url is not None:
         log(f"talking to the MCP server at {choice.url} over streamable HTTP")
         yield None, choice.describe()
+        return
+    if choice.mode == "local":
+        with in_process_guard() as (guard, record):
+            yield guard, record
         return
     env = dict(os.environ)
     env[REQUEST_TIMEOUT_ENV] = repr(timeout)
@@ -369,12 +406,10 @@ class Worker:
             outcome = ("failed", invocation_failure(pending[0], message, traceback.format_exc()))
         return self.conclude(*outcome)
 
-    def serve(self, server: subprocess.Popen[bytes] | None, pending: list[int]) -> tuple[str, Failure | None]:
+    def serve(self, server: Server, pending: list[int]) -> tuple[str, Failure | None]:
         return run_loop(lambda: self.session_main(server, pending), self.manifest_path, pending)
 
-    async def session_main(
-        self, server: subprocess.Popen[bytes] | None, pending: list[int]
-    ) -> tuple[str, Failure | None]:
+    async def session_main(self, server: Server, pending: list[int]) -> tuple[str, Failure | None]:
         """Connect and run the commands: (final status, failure or None)."""
         import asyncio
 

@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -209,28 +208,6 @@ def test_before_setup_every_wrapper_says_so_in_one_line(tmp_path: Path, argv: li
     assert not (checkout / ".runs").exists()
 
 
-def test_the_set_up_check_finds_what_a_folder_lists_or_a_finder_finds(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    folder = tmp_path / "folder"
-    folder.mkdir()
-    (folder / "listed_module.py").write_text("")
-    (folder / "listed_package").mkdir()
-    (folder / "listed_package.txt").write_text("")  # not a module
-    (folder / "listed_notmodule.txt").write_text("")
-    archive = tmp_path / "zipped.zip"
-    with zipfile.ZipFile(archive, "w") as zipped:
-        zipped.writestr("zipped_module.py", "")
-    monkeypatch.setattr(sys, "path", [str(folder), str(archive), *sys.path])
-    everything = ("listed_module", "listed_package", "zipped_module", "os")
-    assert cli._unlisted(everything) == {"zipped_module"}  # only what no folder lists is asked of the finders
-    assert cli._first_missing(everything) is None
-    assert cli._first_missing(("listed_module", "listed_notmodule", "missing_module", "zipped_module")) == (
-        "listed_notmodule"
-    )
-    assert cli._first_missing(("zipped_module", "missing_module")) == "missing_module"
-
-
 def test_wrappers_copied_without_the_package_say_so_in_one_line(tmp_path: Path) -> None:
     consumer = tmp_path / "consumer"
     shutil.copytree(SCRIPTS, consumer / "scripts")
@@ -295,7 +272,8 @@ def test_an_installed_package_runs_in_another_git_repository(installed: Path, tm
     version = run([mcp_runner, "--version"], other, env)
     assert version.stdout == f"mcp-runner {__version__}\n"
 
-    command = 'echo "PYTHONPATH=${PYTHONPATH-unset} in $(pwd)"'
+    # also who ran it: the local executor runs in the worker, so the command's parent is the worker
+    command = 'echo "PYTHONPATH=${PYTHONPATH-unset} in $(pwd)"; echo "parent: $(tr "\\0" " " < /proc/$PPID/cmdline)"'
     started = run([mcp_runner, "start", "--command", command, "--format", "json"], other / "sub", env)
     assert (started.returncode, started.stderr) == (0, ""), started.stderr
     run_id = json.loads(started.stdout)["run_id"]
@@ -306,9 +284,12 @@ def test_an_installed_package_runs_in_another_git_repository(installed: Path, tm
     run_dir = other / ".runs/0001/mcp" / run_id
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["repo_root"] == str(other)
-    assert manifest["mcp_server"]["command"].startswith(f"{installed}/bin/python -m mcp_core.servers.local")
-    # the command ran in the repository, without this package's folder on its PYTHONPATH
-    assert f"PYTHONPATH=unset in {other}" in (run_dir / "runner.log").read_text()
+    assert manifest["mcp_server"]["command"] == "mcp_core.servers.local, in the worker's process"
+    # the command ran in the repository, without this package's folder on its PYTHONPATH, run by
+    # the installed package's worker
+    log = (run_dir / "runner.log").read_text()
+    assert f"PYTHONPATH=unset in {other}" in log
+    assert f"parent: {installed}/bin/python -m mcp_core.worker {run_dir} " in log, log
     assert not (other / "sub" / ".runs").exists()
     listing = json.loads(run([mcp_runner, "list", "--format", "json"], other, env).stdout)
     assert [(r["run_id"], r["status"]) for r in listing["runs"]] == [(run_id, "succeeded")]

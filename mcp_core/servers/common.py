@@ -72,6 +72,72 @@ ACTIVE_GROUPS: set[int] = set()
 # ACTIVE_GROUPS) is acted on once the spawn has registered the new group.
 _SPAWN_STATE = {"spawning": 0, "terminating": 0}
 
+GUARD_NAME = "mcp-runner-guard"
+# The guard's whole program: "+PGID" lines add a group, "-PGID" lines remove it;
+# at end of input (whoever wrote them is gone, even by SIGKILL) or on SIGTERM,
+# SIGKILL every group still listed.
+_GUARD_SCRIPT = r"""
+groups=" "
+stop() { for g in $groups; do kill -KILL -- "-$g" 2>/dev/null; done; exit 0; }
+trap stop TERM HUP INT
+while read -r line; do
+  case $line in
+    +*) groups="$groups${line#+} " ;;
+    -*) groups="${groups/ ${line#-} / }" ;;
+  esac
+done
+stop
+"""
+
+
+class GroupGuard:
+    """A small bash process that outlives the process running commands in-process
+    (the worker, for the bundled local executor) and kills the process groups of
+    the commands still running when that process dies, whatever kills it: the
+    in-process stand-in for a separate server's parent-death signal. It runs in a
+    session of its own; stopping its group (as cancel and resume stop a recorded
+    server) also makes it kill the groups it watches."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process = process
+        self.pid = process.pid
+
+    @classmethod
+    def start(cls) -> GroupGuard:
+        """Raises OSError when bash cannot be started."""
+        process = subprocess.Popen(
+            [GUARD_NAME, "-c", _GUARD_SCRIPT],  # its name in ps, not a command's "bash -c"
+            executable="bash",
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        return cls(process)
+
+    def _send(self, line: str) -> None:
+        assert self.process.stdin is not None
+        with contextlib.suppress(OSError, ValueError):  # a guard that is gone guards nothing
+            write_all(self.process.stdin.fileno(), line.encode())
+
+    def watch(self, pgid: int) -> None:
+        self._send(f"+{pgid}\n")
+
+    def unwatch(self, pgid: int) -> None:
+        self._send(f"-{pgid}\n")
+
+    def close(self, wait_seconds: float = 5.0) -> None:
+        """End its input (it kills what it still watches) and reap it."""
+        assert self.process.stdin is not None
+        with contextlib.suppress(OSError):
+            self.process.stdin.close()
+        try:
+            self.process.wait(wait_seconds)
+        except subprocess.TimeoutExpired:
+            stop_group_blocking(self.pid, 0.5, leader=self.process)
+            self.process.wait()
+
+
 ToolHandler = Callable[[str, "str | None", "str | None"], Awaitable[str]]
 # Where a command's output goes as it comes: a file descriptor, a function, or nowhere.
 Echo: TypeAlias = int | Callable[[bytes], None] | None
@@ -239,6 +305,7 @@ async def run_command(
     deadline: Deadline,
     echo: Echo = 2,
     on_line: Callable[[bytes], None] | None = None,
+    guard: GroupGuard | None = None,
 ) -> CommandOutcome:
     """Run ``argv`` in a new session (its own process group), stdin from
     /dev/null, its stdout and stderr copied to ``echo`` as they come (or,
@@ -250,8 +317,9 @@ async def run_command(
     see ``become_subreaper``, adopts them), what is still buffered in the pipe is
     read for at most ``DRAIN_SECONDS``, and its status is the answer. When the
     deadline passes (exit code 124) or the caller is cancelled, the whole group
-    gets SIGTERM, then SIGKILL after the grace. Raises OSError when the program
-    cannot be started.
+    gets SIGTERM, then SIGKILL after the grace. ``guard`` (for commands run in the
+    worker's own process) watches the group while it runs. Raises OSError when
+    the program cannot be started.
     """
     import asyncio
 
@@ -278,6 +346,8 @@ async def run_command(
         raise
     pgid = process.pid  # start_new_session: the leader's pid names the group
     ACTIVE_GROUPS.add(pgid)
+    if guard is not None:
+        guard.watch(pgid)
     _SPAWN_STATE["spawning"] -= 1
     if _SPAWN_STATE["terminating"]:
         kill_active_groups()
@@ -347,8 +417,10 @@ async def run_command(
         if not finished:  # deadline or cancellation: stop the whole group
             with anyio.CancelScope(shield=True):
                 await stop_group(pgid, deadline.kill_grace, leader=process)
+        if guard is not None:
+            guard.unwatch(pgid)  # while the leader is unreaped its pid cannot name another group
         process.wait()
-        stop_left_behind()
+        stop_left_behind(guard)
         if finished:
             # What the command wrote before it ended may still be in the pipe.
             with anyio.move_on_after(DRAIN_SECONDS, shield=True):
@@ -368,7 +440,7 @@ async def run_command(
     return CommandOutcome(exit_code, timed_out, bytes(tail[-OUTPUT_TAIL_BYTES:]))
 
 
-def stop_left_behind() -> list[int]:
+def stop_left_behind(guard: GroupGuard | None = None) -> list[int]:
     """Kill and reap the processes commands left outside their process groups
     (``setsid``, daemons), adopted by this server as a subreaper. Only when no
     other command runs or is being started: an orphan cannot be told apart from
@@ -380,7 +452,7 @@ def stop_left_behind() -> list[int]:
     leaders = set(ACTIVE_GROUPS)
     if len(leaders) > 1:
         return []
-    return process.stop_adopted_children(keep=leaders)
+    return process.stop_adopted_children(keep=leaders | ({guard.pid} if guard is not None else set()))
 
 
 def kill_active_groups() -> None:

@@ -505,20 +505,26 @@ def test_runs_survive_kills(tmp_path: Path) -> None:
 
 def test_a_killed_server_or_worker_leaves_no_command_behind(tmp_path: Path) -> None:
     """The commands of the bundled executor run in sessions of their own, out of
-    reach of a signal to the server's group. A command that would run for a minute:
-    SIGKILL the MCP server mid-call (the worker adopts and stops the command, the
-    run fails at once), then, resumed, SIGKILL the worker mid-call (the server gets
-    its parent-death signal and stops the command). Nothing may be left running."""
+    reach of a signal to the server's or the worker's group. One run, a command that
+    would run for a minute, killed with SIGKILL mid-call three times:
+    the executor as a stdio server of its own (the worker adopts and stops the
+    command, the run fails at once); resumed so, the worker (the server gets its
+    parent-death signal and stops the command); resumed with the executor in the
+    worker's process (MCP_RUNNER_SERVER=local), the worker again (its command guard
+    stops the command). Nothing may be left running."""
     repo = tmp_path / "repo"
     repo.mkdir()
     tag = f"CHAOS_ORPHANS={os.getpid()}"
-    env = runner_env(repo, MCP_RUNNER_SERVER="local", CHAOS_ORPHANS=str(os.getpid()))
+    own_server = f"{sys.executable} -m mcp_core.servers.local"
+    stdio = runner_env(repo, MCP_RUNNER_SERVER=own_server, CHAOS_ORPHANS=str(os.getpid()))
+    in_process = {**stdio, "MCP_RUNNER_SERVER": "local"}
     started = run_script("mcp-runner-start.sh", "--command", "sleep 60; echo late >> late", "--format", "json",
-                         repo=repo, env=env)
+                         repo=repo, env=stdio)
     assert started.returncode == 0, started.stderr
     run_id = json.loads(started.stdout)["run_id"]
     manifest_path = repo / ".runs" / "0001" / "mcp" / run_id / "manifest.json"
-    for victim in ("server", "worker"):
+    steps = [("server", stdio, ["--retry-failed"]), ("worker", stdio, []), ("worker", in_process, [])]
+    for number, (victim, env, resume_flags) in enumerate(steps):
         command = wait_process(tag, lambda p: p.is_command())
         assert command is not None, "the command never started"
         target = next(p for p in processes(tag) if (p.is_server() if victim == "server" else p.is_worker()))
@@ -527,11 +533,12 @@ def test_a_killed_server_or_worker_leaves_no_command_behind(tmp_path: Path) -> N
         record = json.loads(manifest_path.read_bytes())
         if victim == "server":
             assert record["status"] == "failed" and record["status_detail"] == "tool-invocation-error"
-            resumed = run_script("mcp-runner-start.sh", "--resume", run_id, "--retry-failed", repo=repo, env=env)
         else:
             assert record["status"] == "in_progress" and record["commands"][0]["status"] == "running"
-            resumed = None
-        figures(f"{victim} killed mid-call", processes_left=0, stopped_within=f"{waited:.2f}s")
-        if resumed is not None:
+        where = "in process" if env is in_process else "stdio"
+        figures(f"{victim} killed mid-call ({where})", processes_left=0, stopped_within=f"{waited:.2f}s")
+        if number + 1 < len(steps):
+            resumed = run_script("mcp-runner-start.sh", "--resume", run_id, *resume_flags, repo=repo,
+                                 env=steps[number + 1][1])
             assert resumed.returncode == 0, resumed.stderr
     assert not (repo / "late").exists()
