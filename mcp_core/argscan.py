@@ -18,8 +18,6 @@ misspelled options):
 
 from __future__ import annotations
 
-import math
-
 from mcp_core.errors import UsageError
 
 TYPE_CHECKING = False
@@ -130,6 +128,8 @@ def _after_usage_section(usage: str) -> list[str]:
 
 def finite_number(value: str) -> float | None:
     """The finite number ``value`` spells (surrounding blanks allowed), else None."""
+    import math  # a shared library: loaded only when a number is given
+
     try:
         number = float(value.strip())
     except ValueError:

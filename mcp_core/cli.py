@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+from _imp import extension_suffixes  # the import system's own (built in, loaded at every start)
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; mypy reads this block all the same
 if TYPE_CHECKING:
@@ -32,9 +33,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 _COMMANDS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "commands")
 _CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Start's budget is 150 ms (BENCHMARKS.md) and the worker it has just launched
-# competes for the CPU: it skips the interpreter's teardown (~15 ms) once all is printed.
-_SKIP_TEARDOWN = ("start",)
+# Commands that skip the interpreter's teardown once all is printed: start (budget
+# 150 ms, and the worker it has just launched competes for the CPU; ~15 ms) and
+# poll (called in loops, budget 1.5 x a bare interpreter's start; the teardown is
+# ~2 ms, about a sixth of poll's own run). Neither leaves anything for it to do:
+# no threads, atexit handlers or open files of theirs (BENCHMARKS.md).
+_SKIP_TEARDOWN = ("start", "poll")
 
 
 def available() -> list[str]:
@@ -80,11 +84,36 @@ DEPENDENCIES = ("docopt", "jsonlines", "dateutil", "tabulate", "mcp", "msgspec")
 
 def _first_missing(names: tuple[str, ...]) -> str | None:
     """The first of ``names`` that no import finder can find (nothing is imported:
-    the commands import their dependencies only where they use them, poll none)."""
+    the commands import their dependencies only where they use them, poll none).
+
+    Asking the finders costs ~0.4 ms for the six (each found module gets a spec
+    built), a tenth of poll's own work: a name listed in a folder of sys.path as
+    a module or package is taken as found, and only the others are asked of the
+    finders (zip files, other finders), which then decide."""
+    unseen = _unlisted(names)
     for name in names:
-        if not any(finder.find_spec(name, None) for finder in sys.meta_path if hasattr(finder, "find_spec")):
+        if name in unseen and not any(
+            finder.find_spec(name, None) for finder in sys.meta_path if hasattr(finder, "find_spec")
+        ):
             return name
     return None
+
+
+def _unlisted(names: tuple[str, ...]) -> set[str]:
+    """Those of ``names`` that no folder of sys.path holds as a module (``name`` plus
+    a module suffix) or a package (``name``). From the last folder, where installed
+    packages are: in a set-up environment one or two listings find them all."""
+    suffixes = ("", ".py", ".pyc", *extension_suffixes())
+    unseen = set(names)
+    for folder in reversed(sys.path):
+        try:
+            entries = set(os.listdir(folder or "."))
+        except OSError:  # not a folder (a zip file), or gone: left to the finders
+            continue
+        unseen.difference_update([name for name in unseen if any(name + end in entries for end in suffixes)])
+        if not unseen:
+            break
+    return unseen
 
 
 def run(name: str, argv: list[str]) -> int:
@@ -157,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
 def console() -> NoReturn:
     """The ``mcp-runner`` console script."""
     args = sys.argv[1:]
-    exit_with(main(args), skip_teardown=args[:1] == ["start"])
+    exit_with(main(args), skip_teardown=bool(args) and args[0] in _SKIP_TEARDOWN)
 
 
 if __name__ == "__main__":

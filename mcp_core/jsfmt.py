@@ -12,7 +12,7 @@ they need where they need it.
 
 from __future__ import annotations
 
-import math
+import marshal  # built in, loaded at start-up: no import cost for poll
 import time
 from _json import encode_basestring as _encode_string
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 _MAX_SAFE_INT = 2**53
+_INFINITY = float("inf")
 
 
 def _has_lone_surrogate(text: str) -> bool:
@@ -48,7 +49,7 @@ def _escape_surrogate(ch: str) -> str:
 
 def js_number(value: float) -> str:
     """Format a float as JavaScript's Number.prototype.toString does."""
-    if math.isnan(value) or math.isinf(value):
+    if not -_INFINITY < value < _INFINITY:  # NaN or infinite (no math: a shared library poll does without)
         return "null"
     if value == 0:
         return "0"
@@ -156,6 +157,9 @@ def _encode(value: Any, indent: str | None, level: int, out: list[str]) -> None:
         if not value:
             append("[]")
             return
+        if level == 1 and indent == "  ":
+            _list_of_entries(value, out)
+            return
         if indent is None:
             append("[")
             first = True
@@ -177,6 +181,58 @@ def _encode(value: Any, indent: str | None, level: int, out: list[str]) -> None:
         append(_newline_indent(indent, level) + "]")
     else:
         append(_scalar(value))
+
+
+# A manifest is saved at every command boundary, and all but one or two of its
+# command entries are as they were at the last save: the text of each object in
+# a list of the top-level value is kept, keyed by its marshal form. marshal
+# takes only values of the exact built-in types (anything else raises
+# ValueError: encoded afresh, not kept), and it tells True from 1, 1 from 1.0
+# and one key order from another, so equal keys are values that encode alike.
+# Version 2: no back-references, whose flags depend on reference counts. Bounded
+# by size (a summary may be 64 KiB): all are dropped when the next would pass it.
+_ENTRY_TEXTS: dict[bytes, str] = {}
+_ENTRY_TEXTS_MAX_SIZE = 4 * 1024 * 1024  # key bytes + text characters
+_entry_texts_size = 0
+
+
+def _keep_entry_text(key: bytes, text: str) -> None:
+    global _entry_texts_size
+    size = len(key) + len(text)
+    if size > _ENTRY_TEXTS_MAX_SIZE:
+        return
+    if _entry_texts_size + size > _ENTRY_TEXTS_MAX_SIZE:
+        _ENTRY_TEXTS.clear()
+        _entry_texts_size = 0
+    _ENTRY_TEXTS[key] = text
+    _entry_texts_size += size
+
+
+def _list_of_entries(value: list[Any] | tuple[Any, ...], out: list[str]) -> None:
+    """A list at level 1 of a ``dumps_pretty`` text, its objects from _ENTRY_TEXTS."""
+    append = out.append
+    texts = _ENTRY_TEXTS
+    append("[")
+    first = True
+    for item in value:
+        append("\n    " if first else ",\n    ")
+        first = False
+        if type(item) is not dict:
+            _item(item, "  ", 2, out)
+            continue
+        try:
+            key = marshal.dumps(item, 2)
+        except ValueError:  # not only built-in types, or nested too deeply
+            _encode(item, "  ", 2, out)
+            continue
+        text = texts.get(key)
+        if text is None:
+            entry: list[str] = []
+            _encode(item, "  ", 2, entry)
+            text = "".join(entry)
+            _keep_entry_text(key, text)
+        append(text)
+    append("\n  ]")
 
 
 def dumps_compact(value: Any) -> str:

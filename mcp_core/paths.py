@@ -12,7 +12,6 @@ if TYPE_CHECKING:  # poll imports this module: pathlib, re and typing only where
     from pathlib import Path
 
 DEFAULT_TASK_ID = "0001"
-_PACKAGE_CHECKOUT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 _RUN_ID_MAX = 200
 _ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 _TASK_ID_CHARS = frozenset(_ALNUM + "._-")
@@ -126,8 +125,9 @@ def _default_repo_root(env: Mapping[str, str], cwd: str) -> str:
     hinted = env.get("MCP_RUNNER_CHECKOUT")
     if hinted:
         return os.path.realpath(os.path.join(cwd, hinted))
-    if os.path.isfile(os.path.join(_PACKAGE_CHECKOUT, "scripts", "_runner-python.sh")):
-        return _PACKAGE_CHECKOUT
+    checkout = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))  # not at import: poll rarely needs it
+    if os.path.isfile(os.path.join(checkout, "scripts", "_runner-python.sh")):
+        return checkout
     return git_top_level(cwd)
 
 

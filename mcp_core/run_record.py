@@ -148,7 +148,13 @@ def update(path: Path, change: Callable[[dict[str, Any]], Any], *, wait: float |
         record["updated_at"] = iso_now()
         return True
 
-    return store.update_json(path, apply, wait)
+    return store.update_json(path, apply, wait, _ownership)
+
+
+def _ownership(record: dict[str, Any]) -> dict[str, Any]:
+    """What ``owned_by`` reads of a record: ``still_owned``'s answer while the
+    file is the save that noted it."""
+    return {key: record.get(key) for key in ("status", "runner_pid", "runner_start_ticks")}
 
 
 # --- start -----------------------------------------------------------------------
@@ -276,8 +282,11 @@ def heartbeat(path: Path, me: Identity, now: str) -> None:
 
 
 def still_owned(path: Path, me: Identity) -> None:
-    """Raise NotOwner unless the run on disk is still the worker's (a lock-free read)."""
-    record = store.read_json(path, follow=False)
+    """Raise NotOwner unless the run on disk is still the worker's: the file is
+    read (lock-free) unless it is still this process's last save of it."""
+    record = store.saved_note(path)
+    if record is None:
+        record = store.read_json(path, follow=False)
     if isinstance(record, dict):
         _ensure_owned(record, me)
 

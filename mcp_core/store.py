@@ -7,14 +7,14 @@ the new one, never a part. Writers of one manifest serialise on an exclusive
 and resume's events never overwrite each other's updates.
 
 poll imports this module: only C modules at the top (no contextlib, threading,
-json or pathlib), so the two context managers are small classes.
+json or pathlib), so the two context managers are small classes; fcntl (a shared
+library to load) only where a lock is taken, which poll of a live run rarely does.
 """
 
 from __future__ import annotations
 
 import _thread
 import errno
-import fcntl
 import os
 import stat  # loaded with os at start-up
 import time
@@ -304,6 +304,8 @@ class locked_dir:  # a class, used as ``with store.locked_dir(path):``
         self.wait = wait
 
     def __enter__(self) -> None:
+        import fcntl
+
         limit = writer_wait_seconds() if self.wait is None else self.wait
         fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
         try:
@@ -325,12 +327,18 @@ class locked_dir:  # a class, used as ``with store.locked_dir(path):``
         os.close(self.fd)  # closing releases the lock
 
 
-def update_json(path: Path | str, change: Callable[[dict[str, Any]], Any], wait: float | None = None) -> dict[str, Any]:
+def update_json(
+    path: Path | str,
+    change: Callable[[dict[str, Any]], Any],
+    wait: float | None = None,
+    note: Callable[[dict[str, Any]], Any] | None = None,
+) -> dict[str, Any]:
     """Locked read-modify-write of a JSON object file; returns the saved object.
 
     ``change`` mutates the freshly read object in place. If it returns False the
     file is left as it was. A symlink at ``path`` or at its directory is refused
-    (``refuse_linked``). ``wait`` as for ``locked_dir``.
+    (``refuse_linked``). ``wait`` as for ``locked_dir``. ``note(saved)``, when
+    given, is what ``saved_note`` answers for as long as the file is this save.
     """
     refuse_linked(path)
     with locked_dir(os.path.dirname(path) or ".", wait):
@@ -339,5 +347,56 @@ def update_json(path: Path | str, change: Callable[[dict[str, Any]], Any], wait:
             raise ValueError(f"{path} does not hold a JSON object")
         if change(data) is False:
             return data
+        _forget(os.fspath(path))
         write_json(path, data)
+        if note is not None:
+            _remember(os.fspath(path), note(data))
         return data
+
+
+# This process's last save of a file through update_json, as (the file held open,
+# its identity, the caller's note). Held open, its inode number cannot be reused
+# by another file while it is remembered: every writer of a run's files replaces
+# them by rename, so the path holds the same inode, size, mtime and ctime only
+# while nobody saved since. Bounded: a worker remembers its one manifest.
+_SAVED: dict[str, tuple[int, tuple[int, int, int, int, int], Any]] = {}
+_SAVED_MAX = 8
+
+
+def _identity(info: os.stat_result) -> tuple[int, int, int, int, int]:
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+def _forget(path: str) -> None:
+    entry = _SAVED.pop(path, None)
+    if entry is not None:
+        os.close(entry[0])
+
+
+def _remember(path: str, note: Any) -> None:
+    """Under the lock, right after the save: hold the file saved, with its note."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return
+    try:
+        identity = _identity(os.fstat(fd))
+    except OSError:
+        os.close(fd)
+        return
+    while len(_SAVED) >= _SAVED_MAX:
+        _forget(list(_SAVED)[0])
+    _SAVED[path] = (fd, identity, note)
+
+
+def saved_note(path: Path | str) -> Any:
+    """The note of this process's last save of ``path`` while the file there is
+    still that save (no one saved it since), else None. One lstat, no read."""
+    entry = _SAVED.get(os.fspath(path))
+    if entry is None:
+        return None
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    return entry[2] if _identity(info) == entry[1] else None

@@ -26,6 +26,7 @@ SCRIPTS = {
     "list": "runs: --format json (all)",
     "worker_rss": "worker + server, peak RSS:",
     "heartbeat_gap": "start -> the worker's first heartbeat:",
+    "save": "save, 50 commands",
 }
 SLOW = {"start", "commands", "worker_rss", "heartbeat_gap"}
 

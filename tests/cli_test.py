@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -206,6 +207,28 @@ def test_before_setup_every_wrapper_says_so_in_one_line(tmp_path: Path, argv: li
     assert NOT_SET_UP.fullmatch(done.stderr), done.stderr
     assert NOT_SET_UP.fullmatch(done.stderr).groups() == (str(checkout), str(checkout))  # type: ignore[union-attr]
     assert not (checkout / ".runs").exists()
+
+
+def test_the_set_up_check_finds_what_a_folder_lists_or_a_finder_finds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "listed_module.py").write_text("")
+    (folder / "listed_package").mkdir()
+    (folder / "listed_package.txt").write_text("")  # not a module
+    (folder / "listed_notmodule.txt").write_text("")
+    archive = tmp_path / "zipped.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("zipped_module.py", "")
+    monkeypatch.setattr(sys, "path", [str(folder), str(archive), *sys.path])
+    everything = ("listed_module", "listed_package", "zipped_module", "os")
+    assert cli._unlisted(everything) == {"zipped_module"}  # only what no folder lists is asked of the finders
+    assert cli._first_missing(everything) is None
+    assert cli._first_missing(("listed_module", "listed_notmodule", "missing_module", "zipped_module")) == (
+        "listed_notmodule"
+    )
+    assert cli._first_missing(("zipped_module", "missing_module")) == "missing_module"
 
 
 def test_wrappers_copied_without_the_package_say_so_in_one_line(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from conftest import node_eval
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mcp_core import jsfmt
 from mcp_core.jsfmt import (
     dumps_compact,
     dumps_pretty,
@@ -168,6 +169,75 @@ def test_property_python_and_javascript_agree(node: str, values: list[Any]) -> N
 @given(values=st.lists(st.floats() | st.integers(min_value=-(2**80), max_value=2**80), min_size=100, max_size=200))
 def test_property_numbers_agree(node: str, values: list[Any]) -> None:
     assert_same_as_node(node, values)
+
+
+# --- the kept text of a list's objects (every manifest save) --------------------------------
+
+
+class Text(str):
+    pass
+
+
+class Number(int):
+    pass
+
+
+# Pairs of entries that Python calls equal (or near it) and that print differently:
+# a kept text found by equality alone would print the first for the second.
+LOOK_ALIKE_ENTRIES: list[Any] = [
+    {"a": 1, "b": 2}, {"a": True, "b": 2}, {"a": 1.0, "b": 2}, {"b": 2, "a": 1}, {"a": 0}, {"a": False},
+    {"a": -0.0}, {"a": 0.0}, {"a": {"x": 1, "y": 2}}, {"a": {"y": 2, "x": 1}}, {"a": [1, 2]}, {"a": (1, 2)},
+    {"a": "\ud800"}, {"a": "\udc80"}, {"a": "x"}, {"a": Text("x")}, {"a": Number(3)}, {"a": 3},
+    {"a": 2**53 + 1}, {"a": float(2**53 + 1)}, {"a": float("nan")}, {"a": None}, {"a": {}}, {"a": []},
+    {Text("a"): 1}, {"é": "ü"}, {}, {"a": {"b": [{"c": True}]}}, {"a": {"b": [{"c": 1}]}},
+]
+
+
+def test_kept_entries_print_as_node_prints_them(node: str) -> None:
+    documents = [{"commands": [entry, entry], "more": [entry], "n": 1} for entry in LOOK_ALIKE_ENTRIES]
+    documents += [[entry, [entry]] for entry in LOOK_ALIKE_ENTRIES]
+    for _ in range(2):  # the second time, from the kept texts
+        assert_same_as_node(node, documents)
+        assert_same_as_node(node, list(reversed(documents)))
+
+
+def test_an_entry_changed_in_place_is_printed_anew() -> None:
+    entry: dict[str, Any] = {"index": 1, "status": "running", "exit_code": None}
+    manifest = {"commands": [entry]}
+    assert '"status": "running"' in dumps_pretty(manifest)
+    entry["status"] = "succeeded"
+    entry["exit_code"] = False
+    text = dumps_pretty(manifest)
+    assert '"status": "succeeded"' in text and '"exit_code": false' in text
+    entry["exit_code"] = 0
+    assert '"exit_code": 0' in dumps_pretty(manifest)
+
+
+def test_kept_texts_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jsfmt, "_ENTRY_TEXTS", {})
+    monkeypatch.setattr(jsfmt, "_entry_texts_size", 0)
+    monkeypatch.setattr(jsfmt, "_ENTRY_TEXTS_MAX_SIZE", 100_000)
+    too_large = {"c": [{"filler": "y" * 100_000}]}
+    assert dumps_pretty(too_large) == dumps_pretty(too_large)
+    assert jsfmt._ENTRY_TEXTS == {}  # never kept
+    summary = "x" * 1000
+    for number in range(500):
+        text = dumps_pretty({"c": [{"n": number, "summary": summary}]})
+        assert text == f'{{\n  "c": [\n    {{\n      "n": {number},\n      "summary": "{summary}"\n    }}\n  ]\n}}\n'
+        kept = sum(len(key) + len(text) for key, text in jsfmt._ENTRY_TEXTS.items())
+        assert 0 < kept == jsfmt._entry_texts_size <= 100_000
+
+
+@settings(max_examples=200, deadline=None)
+@given(entries=st.lists(st.dictionaries(keys, json_values, max_size=4), max_size=6), other=json_values)
+def test_property_kept_and_fresh_texts_agree(entries: list[Any], other: Any) -> None:
+    document = {"commands": entries, "other": other, "nested": {"commands": entries}}
+    first = dumps_pretty(document)
+    kept = dumps_pretty(document)
+    jsfmt._ENTRY_TEXTS.clear()
+    jsfmt._entry_texts_size = 0
+    fresh = dumps_pretty(document)
+    assert first == kept == fresh
 
 
 # --- timestamps ------------------------------------------------------------------------------

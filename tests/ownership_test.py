@@ -170,6 +170,38 @@ def test_a_worker_whose_run_was_taken_stops_without_writing(repo: Path, cleanup:
     assert "no longer this worker's (the run was taken by PID" in run.log_text()
 
 
+def test_still_owned_trusts_its_own_last_save_only_until_someone_else_saves(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At a command boundary the worker asks whether the run is still its own: after
+    its own save it answers without reading the manifest, after anyone else's it reads."""
+    run = create_run(repo, ["true", "true"])
+    me = run_record.Identity.me()
+    tune(run, status="in_progress", runner_pid=me.pid, runner_start_ticks=me.ticks)
+    run_record.command_running(run.manifest_path, me, 0, iso_from_ms(now_ms()))
+    reads: list[object] = []
+    real_read_json = run_record.store.read_json
+
+    def read_json(path: Path, **options: Any) -> Any:
+        reads.append(path)
+        return real_read_json(path, **options)
+
+    monkeypatch.setattr(run_record.store, "read_json", read_json)
+    run_record.still_owned(run.manifest_path, me)
+    assert reads == []
+    # another process takes the run (its own save: not noted here)
+    other = subprocess.run(
+        [sys.executable, "-c", "import sys, pathlib; from mcp_core import run_record; run_record.update("
+         "pathlib.Path(sys.argv[1]), lambda r: r.update(runner_pid=1, runner_start_ticks=None))",
+         str(run.manifest_path)],
+        cwd=CHECKOUT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert other.returncode == 0, other.stderr
+    with pytest.raises(run_record.NotOwner, match="taken by PID 1"):
+        run_record.still_owned(run.manifest_path, me)
+    assert reads == [run.manifest_path]
+
+
 # -- 2. cancel never signals a resume ------------------------------------------------------
 
 

@@ -88,6 +88,45 @@ def test_update_json_changes_in_place_or_leaves_the_file(tmp_path: Path) -> None
     assert path.read_text() == "[1]"
 
 
+def test_a_saves_note_holds_only_while_the_file_is_that_save(tmp_path: Path) -> None:
+    path = tmp_path / "m.json"
+    store.write_json(path, {"n": 0})
+    assert store.saved_note(path) is None  # never saved through update_json here
+    store.update_json(path, lambda data: data.update(n=1), note=lambda data: ("saved", data["n"]))
+    assert store.saved_note(path) == ("saved", 1)
+    store.update_json(path, lambda data: False, note=lambda data: "unused")
+    assert store.saved_note(path) == ("saved", 1)  # not rewritten: still that save
+    store.update_json(path, lambda data: data.update(n=2))
+    assert store.saved_note(path) is None  # saved again, with no note
+
+    store.update_json(path, lambda data: data.update(n=3), note=lambda data: data["n"])
+    store.write_json(path, {"n": 4})  # another writer (same size: "3" -> "4")
+    assert store.saved_note(path) is None
+
+    store.update_json(path, lambda data: data.update(n=5), note=lambda data: data["n"])
+    assert store.saved_note(path) == 5
+    path.write_text('{\n  "n": 60\n}\n')  # rewritten in place, not renamed
+    assert store.saved_note(path) is None
+
+    store.update_json(path, lambda data: data.update(n=7), note=lambda data: data["n"])
+    path.unlink()
+    assert store.saved_note(path) is None
+
+
+def test_saves_noted_stay_few_and_their_files_are_closed(tmp_path: Path) -> None:
+    def open_files() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    before = open_files()
+    paths = [tmp_path / f"{n}.json" for n in range(store._SAVED_MAX * 3)]
+    for number, path in enumerate(paths):
+        store.write_json(path, {"n": number})
+        store.update_json(path, lambda data: None, note=lambda data: data["n"])
+    assert open_files() - before <= store._SAVED_MAX
+    assert [store.saved_note(path) for path in paths[-2:]] == [len(paths) - 2, len(paths) - 1]
+    assert store.saved_note(paths[0]) is None
+
+
 # --- several processes ------------------------------------------------------------------------
 
 

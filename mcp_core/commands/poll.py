@@ -4,8 +4,8 @@ Callers poll in loops, so its start-up is most of its cost: this module and
 every module it imports load only C modules and each other at the top (no
 pathlib, re, json, typing, dataclasses, decimal, docopt or MCP SDK; check with
 ``python -X importtime -m mcp_core.commands.poll <id>``). What the rarer paths
-need (a stale mark, odd timestamps, docopt for the options) is imported where
-it is used. BENCHMARKS.md has the figures.
+need (a stale mark, odd timestamps, the text view's escaping, a live run's
+latest event) is imported where it is used. BENCHMARKS.md has the figures.
 """
 
 from __future__ import annotations
@@ -17,14 +17,12 @@ import time
 from mcp_core import manifest as manifest_mod
 from mcp_core import store
 from mcp_core.argscan import Messages, scan
-from mcp_core.codex_events import running_command_event
 from mcp_core.errors import RunnerError, UsageError
 from mcp_core.heartbeat import heartbeat_state, to_fixed_1
 from mcp_core.jsfmt import dumps_compact, dumps_pretty, iso_from_ms, now_ms, replace_lone_surrogates
 from mcp_core.output import error_line, run_cli
 from mcp_core.paths import find_roots, relative_to_root, validate_run_id
 from mcp_core.pointers import find_manifest
-from mcp_core.termtext import cut, printable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -163,18 +161,6 @@ def _is_set(value: Any) -> bool:
     return value is not _MISSING and value is not None and not (isinstance(value, (str, list, dict)) and not value)
 
 
-def _show(value: Any) -> str:
-    """A value in a text line; missing and null print as the old runner printed them.
-
-    Text from the run is shown terminal-safe (``termtext``) and cut when longer
-    than a view shows; ordinary values pass unchanged.
-    """
-    if value is _MISSING:
-        return "undefined"
-    text = value if isinstance(value, str) else dumps_compact(value)  # null, true, 12, 1e-7, JSON
-    return printable(cut(text), multiline=True)
-
-
 def _commands(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     commands = manifest.get("commands")
     if not isinstance(commands, list):
@@ -183,26 +169,39 @@ def _commands(manifest: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def render_text(manifest: dict[str, Any], state: dict[str, Any]) -> str:
+    from mcp_core.termtext import cut, printable  # the text view only: JSON output escapes what it must
+
+    def show(value: Any) -> str:
+        """A value in a text line; missing and null print as the old runner printed them.
+
+        Text from the run is shown terminal-safe (``termtext``) and cut when longer
+        than a view shows; ordinary values pass unchanged.
+        """
+        if value is _MISSING:
+            return "undefined"
+        text = value if isinstance(value, str) else dumps_compact(value)  # null, true, 12, 1e-7, JSON
+        return printable(cut(text), multiline=True)
+
     get = manifest.get
-    lines = ["", f"Run {_show(get('run_id', _MISSING))} status: {_show(get('status', _MISSING))}"]
+    lines = ["", f"Run {show(get('run_id', _MISSING))} status: {show(get('status', _MISSING))}"]
     if _is_set(get("status_detail")):
-        lines.append(f"Status detail: {_show(get('status_detail'))}")
+        lines.append(f"Status detail: {show(get('status_detail'))}")
     if _is_set(get("summary")):
-        lines.append(f"Summary: {_show(get('summary'))}")
-    lines.append(f"Started: {_show(get('started_at', _MISSING))}")
+        lines.append(f"Summary: {show(get('summary'))}")
+    lines.append(f"Started: {show(get('started_at', _MISSING))}")
     if _is_set(get("completed_at")):
-        lines.append(f"Completed: {_show(get('completed_at'))}")
+        lines.append(f"Completed: {show(get('completed_at'))}")
     if state["age_seconds"] is not None:
         stale = " (STALE)" if state["stale"] else ""
         lines.append(f"Heartbeat age: {to_fixed_1(state['age_seconds'])}s{stale}")
     lines.append("Commands:")
     for entry in _commands(manifest):
         fields = (entry.get(k, _MISSING) for k in ("index", "command", "status"))
-        index, command, status = (_show(v) for v in fields)
+        index, command, status = (show(v) for v in fields)
         lines.append(f"  {index}. {command} -> {status}")
         for key, label in (("summary", "summary"), ("response_file", "response"), ("error_file", "error")):
             if _is_set(entry.get(key)):
-                lines.append(f"     {label}: {_show(entry[key])}")
+                lines.append(f"     {label}: {show(entry[key])}")
     return "\n".join(lines) + "\n"
 
 
@@ -212,9 +211,10 @@ _KEPT_ONLY_WHEN_PRESENT = ("index", "command", "status")
 
 
 def snapshot(
-    loc: Roots, manifest: dict[str, Any], path: str, state: dict[str, Any], polled_at: str
+    loc: Roots, manifest: dict[str, Any], path: str, run_dir: str, state: dict[str, Any], polled_at: str
 ) -> dict[str, Any]:
-    """The JSON object of ``--format json`` (and of poll.json), keys in contract order."""
+    """The JSON object of ``--format json`` (and of poll.json), keys in contract order;
+    ``path`` is the manifest as found, ``run_dir`` the real directory it lives in."""
     result: dict[str, Any] = {}
     for key in ("run_id", "status"):
         if key in manifest:
@@ -238,9 +238,12 @@ def snapshot(
             }
         )
     result["commands"] = commands
-    latest_event = running_command_event(manifest, os.path.dirname(os.path.realpath(path)), store.loads)
-    if latest_event is not None:  # New (issue 12): what Codex is doing, while a command runs
-        result["latest_event"] = latest_event
+    if not manifest_mod.is_terminal(manifest):  # a finished run has no latest event: no codex_events to load
+        from mcp_core.codex_events import running_command_event
+
+        latest_event = running_command_event(manifest, run_dir, store.loads)
+        if latest_event is not None:  # New (issue 12): what Codex is doing, while a command runs
+            result["latest_event"] = latest_event
     return result
 
 
@@ -274,9 +277,10 @@ def poll_once(loc: Roots, options: PollOptions, warn: Callable[[str], None]) -> 
             manifest = marked
     state = heartbeat_state(manifest, at_ms)
     if options.format == "json":
-        text = dumps_pretty(snapshot(loc, manifest, path, state, iso_from_ms(at_ms)))
+        run_dir = os.path.dirname(real)
+        text = dumps_pretty(snapshot(loc, manifest, path, run_dir, state, iso_from_ms(at_ms)))
         _emit(text)
-        target = os.path.join(os.path.dirname(real), POLL_SNAPSHOT_NAME)
+        target = os.path.join(run_dir, POLL_SNAPSHOT_NAME)
         try:
             store.atomic_write_text(target, text, durable=False)  # a snapshot, rewritten by every poll
         except OSError as exc:

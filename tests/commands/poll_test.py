@@ -908,6 +908,8 @@ def test_poll_imports_nothing_heavy(fixture_repo: Path) -> None:
         "contextlib", "threading", "collections", "functools", "datetime",
     )}
     assert heavy == set()
+    # shared libraries and modules only the rarer paths need (a lock, a number, the text view, a live run)
+    assert modules.isdisjoint({"math", "fcntl", "mcp_core.termtext", "mcp_core.codex_events"})
 
 
 def test_age_seconds_text_helper() -> None:
