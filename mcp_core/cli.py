@@ -35,8 +35,8 @@ _COMMANDS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "comman
 _CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Commands that skip the interpreter's teardown once all is printed: start (budget
 # 150 ms, and the worker it has just launched competes for the CPU; ~15 ms) and
-# poll (called in loops, budget 1.5 x a bare interpreter's start; the teardown is
-# ~2 ms, about a sixth of poll's own run). Neither leaves anything for it to do:
+# poll (called in loops, budget 1.5 x a bare interpreter's start; the teardown was
+# a sixth of its instructions, ~2.5 ms). Neither leaves anything for it to do:
 # no threads, atexit handlers or open files of theirs (BENCHMARKS.md).
 _SKIP_TEARDOWN = ("start", "poll")
 
@@ -101,16 +101,21 @@ def _first_missing(names: tuple[str, ...]) -> str | None:
 
 def _unlisted(names: tuple[str, ...]) -> set[str]:
     """Those of ``names`` that no folder of sys.path holds as a module (``name`` plus
-    a module suffix) or a package (``name``). From the last folder, where installed
-    packages are: in a set-up environment one or two listings find them all."""
-    suffixes = ("", ".py", ".pyc", *extension_suffixes())
+    a module suffix) or a package (a folder ``name``). From the last folder, where
+    installed packages are: in a set-up environment one or two listings find them all."""
+    suffixes = (".py", ".pyc", *extension_suffixes())
     unseen = set(names)
     for folder in reversed(sys.path):
+        folder = folder or "."
         try:
-            entries = set(os.listdir(folder or "."))
+            entries = set(os.listdir(folder))
         except OSError:  # not a folder (a zip file), or gone: left to the finders
             continue
-        unseen.difference_update([name for name in unseen if any(name + end in entries for end in suffixes)])
+        unseen.difference_update([
+            name for name in unseen
+            if any(name + end in entries for end in suffixes)
+            or (name in entries and os.path.isdir(os.path.join(folder, name)))
+        ])
         if not unseen:
             break
     return unseen

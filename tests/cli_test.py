@@ -218,6 +218,7 @@ def test_the_set_up_check_finds_what_a_folder_lists_or_a_finder_finds(
     (folder / "listed_package").mkdir()
     (folder / "listed_package.txt").write_text("")  # not a module
     (folder / "listed_notmodule.txt").write_text("")
+    (folder / "listed_file").write_text("")  # a file, not a package
     archive = tmp_path / "zipped.zip"
     with zipfile.ZipFile(archive, "w") as zipped:
         zipped.writestr("zipped_module.py", "")
@@ -229,6 +230,7 @@ def test_the_set_up_check_finds_what_a_folder_lists_or_a_finder_finds(
         "listed_notmodule"
     )
     assert cli._first_missing(("zipped_module", "missing_module")) == "missing_module"
+    assert cli._first_missing(("listed_package", "listed_file")) == "listed_file"
 
 
 def test_wrappers_copied_without_the_package_say_so_in_one_line(tmp_path: Path) -> None:
