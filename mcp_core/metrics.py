@@ -635,6 +635,7 @@ class _Scan:
         # that same dict (its values are None until seen).
         self.latest = candidates
         self.statuses: Counter[Any] = Counter()
+        self.statuses_folded = False
         self.guarded = 0
         self.durations = _Durations(keep_durations)
         self.errors: list[dict[str, str]] = []
@@ -663,14 +664,16 @@ class _Scan:
 
     def _tally(self, entries: list[Any]) -> None:
         self.statuses.update(map(_STATUS, entries))
-        if len(self.statuses) > _STATUSES_KEPT:
+        if len(self.statuses) > _STATUSES_KEPT or (self.statuses_folded and len(self.statuses) > 3):
             self._fold_statuses()
         self.guarded += operator.countOf(map(_GUARDRAILS, entries), True)
         self.durations.add(list(map(_DURATION, entries)))
 
     def _fold_statuses(self) -> None:
         """Thousands of distinct statuses (a corrupt or hostile file): keep
-        succeeded and failed, count the others as one, so memory stays flat."""
+        succeeded and failed, count the others as one (from then on), so memory
+        stays flat."""
+        self.statuses_folded = True
         folded: Counter[Any] = Counter()
         for status, count in self.statuses.items():
             folded[status if status in ("succeeded", "failed") else _OTHER_STATUSES] += count

@@ -548,6 +548,7 @@ def test_exact_parts_sum_to_the_exact_sum(values: list[float]) -> None:
 def test_thousands_of_statuses_are_folded(repo: Path) -> None:
     lines = [line_of(entry(f"r{n}", f"status-{n}", n)) for n in range(3000)]
     lines += [line_of(entry("s", "succeeded")), line_of(entry("f", "failed")), '{"run_id":"j","status":"weird"}']
+    lines.append(line_of(entry("r7", "late")))  # a repeated run: its latest line is counted at the end, folded too
     write_metrics(repo, "\n".join(lines) + "\n")
     summary = metrics.summarize(loc_for(repo))
     assert (summary.entries_total, summary.entries_succeeded, summary.entries_failed) == (3003, 1, 1)
