@@ -328,62 +328,42 @@ def _whole_lines(
 ) -> Iterator[bytes]:
     """Blocks of whole lines, each line ending in ``\\n``, read from the first ``size`` bytes.
 
-    A line split across two reads is joined on its own. A line longer than
+    A line split across two reads starts the next block. A line longer than
     MAX_LINE_BYTES is reported to ``overlong(head, length)`` and skipped.
     """
     remaining = size
-    pending: list[bytes] = []
-    pending_bytes = 0
+    pending = b""  # the start of a line that the reads so far do not end
     skipping: tuple[bytes, int] | None = None  # (head, length so far) of an overlong line
     while remaining > 0:
         data = handle.read(min(_READ_BYTES, remaining))
         if not data:
             break
         remaining -= len(data)
-        start = 0
         first = data.find(b"\n")
-        if skipping is not None:
+        if skipping is not None or (pending and first >= 0 and len(pending) + first > MAX_LINE_BYTES):
+            head, length = skipping or (pending[:4096], len(pending))
             if first < 0:
-                skipping = (skipping[0], skipping[1] + len(data))
+                skipping = (head, length + len(data))
                 continue
             if overlong is not None:
-                overlong(skipping[0], skipping[1] + first)
-            skipping = None
-            start = first + 1
-        elif pending:
-            if first < 0:
-                pending.append(data)
-                pending_bytes += len(data)
-                if pending_bytes > MAX_LINE_BYTES:
-                    head = b"".join(pending)[:4096]
-                    skipping, pending, pending_bytes = (head, pending_bytes), [], 0
-                continue
-            joined = b"".join(pending) + data[: first + 1]
-            pending, pending_bytes = [], 0
-            if len(joined) - 1 > MAX_LINE_BYTES:
-                if overlong is not None:
-                    overlong(joined[:4096], len(joined) - 1)
-            else:
-                yield joined
-            start = first + 1
+                overlong(head, length + first)
+            skipping, pending, data = None, b"", data[first + 1 :]
         last = data.rfind(b"\n")
-        if last < start:
-            # No line ends in this block: all of it (from start) begins one.
-            pending.append(data[start:] if start else data)
-            pending_bytes += len(data) - start
-            if pending_bytes > MAX_LINE_BYTES:
-                head = b"".join(pending)[:4096]
-                skipping, pending, pending_bytes = (head, pending_bytes), [], 0
+        if last < 0:
+            pending += data
+            if len(pending) > MAX_LINE_BYTES:
+                skipping, pending = (pending[:4096], len(pending)), b""
             continue
-        yield data[start : last + 1] if start or last + 1 < len(data) else data
-        if last + 1 < len(data):
-            pending.append(data[last + 1 :])
-            pending_bytes = len(data) - last - 1
+        if pending:
+            yield b"".join((pending, memoryview(data)[: last + 1]))  # one copy
+        else:
+            yield data if last + 1 == len(data) else data[: last + 1]
+        pending = data[last + 1 :]
     if skipping is not None:
         if overlong is not None:
             overlong(skipping[0], skipping[1])
     elif pending:
-        yield b"".join(pending) + b"\n"
+        yield pending + b"\n"
 
 
 def _reject_constant(name: str) -> Any:
