@@ -169,7 +169,9 @@ def record_run(loc: Locations, manifest: dict[str, Any], *, search_from: int = 0
 # way, down to the lines at fault.
 #
 # Counting each run once by its latest line: the first pass puts every run id
-# into a fixed table of 2**24 one-byte slots by its hash and keeps the ids
+# into a table of one-byte slots by its hash (16 for every line the file is
+# guessed to hold, up to 2**24; a wrong guess starts again with room for as
+# many as it can hold) and keeps the ids
 # that land on a slot already taken: every id that repeats, plus the few that
 # collide. The second pass keeps the latest entry of those ids alone and counts
 # every other line as it goes. The durations counted are folded into their
@@ -181,7 +183,8 @@ PARSE_ERRORS_KEPT = 1000  # more are counted in "parse_errors_omitted" (appended
 _PARSE_ERROR_CHARS_KEPT = 1 << 20  # and the raw lines kept hold at most this much text
 MAX_LINE_BYTES = 4 << 20  # a longer line is a parse error, never held in memory whole
 _READ_BYTES = 1 << 18  # 256 KiB: a block, its copy and its items stay in the caches
-_SLOT_BITS = 24
+_SLOT_BITS = 24  # at most: 16 MiB of slots, a few percent of them taken by a million runs
+_SHORTEST_LINE_WITH_AN_ID = len(b'{"run_id":""}\n')
 _DURATIONS_HELD = 1 << 16  # durations held before they are folded into their exact sum
 # String.prototype.trim: what the old runner took off each line before parsing.
 _JS_WHITESPACE = (
@@ -286,17 +289,34 @@ def summarize(loc: Locations, *, keep_durations: bool = False) -> MetricsSummary
     with handle:
         size = _whole_size(handle.fileno())  # what both passes read: later appends wait for the next summary
         reader = _Reader()
-        try:
-            return _two_passes(handle, size, reader, check_first=False, keep_durations=keep_durations).result(loc)
-        except _NotOneObjectALine:
+        check_first = False
+        most_ids = _estimated_lines(handle, size)
+        while True:  # at most three times: each exception below changes what makes it
+            try:
+                scan = _two_passes(handle, size, reader, check_first=check_first, most_ids=most_ids,
+                                   keep_durations=keep_durations)  # fmt: skip
+                return scan.result(loc)
+            except _NotOneObjectALine:
+                check_first = True
+            except _TooManyRuns:
+                most_ids = size // _SHORTEST_LINE_WITH_AN_ID + 1  # as many as the file can hold
             handle.seek(0)
-            return _two_passes(handle, size, reader, check_first=True, keep_durations=keep_durations).result(loc)
 
 
-def _two_passes(handle: BinaryIO, size: int, reader: _Reader, *, check_first: bool, keep_durations: bool) -> _Scan:
+def _estimated_lines(handle: BinaryIO, size: int) -> int:
+    """The file's line count, guessed from its first block (leaves the handle at 0)."""
+    head = handle.read(min(_READ_BYTES, size))
+    handle.seek(0)
+    return size * max(head.count(b"\n"), 1) // max(len(head), 1)
+
+
+def _two_passes(
+    handle: BinaryIO, size: int, reader: _Reader, *, check_first: bool, most_ids: int, keep_durations: bool
+) -> _Scan:
     """The two passes (see the comment above); ``check_first``: the first pass
-    checks each block's lines itself (a first try found it must)."""
-    candidates, decoded_lengths = _repeated_run_ids(handle, size, reader, check_first)
+    checks each block's lines itself (a first try found it must); ``most_ids``:
+    how many run ids the first pass's table is made for."""
+    candidates, decoded_lengths = _repeated_run_ids(handle, size, reader, check_first, most_ids)
     handle.seek(0)
     scan = _Scan(candidates, keep_durations)
     expected = iter(decoded_lengths)
@@ -323,9 +343,9 @@ def _whole_size(fd: int) -> int:
 def write_summary(loc: Locations, summary: MetricsSummary) -> None:
     loc.metrics_root.mkdir(parents=True, exist_ok=True)
     store.write_json(loc.metrics_summary_file, summary.to_json())
-def _whole_lines(
-    handle: BinaryIO, size: int, overlong: Callable[[bytes, int], None] | None = None
-) -> Iterator[bytes]:
+
+
+def _whole_lines(handle: BinaryIO, size: int, overlong: Callable[[bytes, int], None] | None = None) -> Iterator[bytes]:
     """Blocks of whole lines, each line ending in ``\\n``, read from the first ``size`` bytes.
 
     A line split across two reads starts the next block. A line longer than
@@ -537,19 +557,22 @@ _GUARDRAILS = attrgetter("guardrails_present")
 
 
 def _repeated_run_ids(
-    handle: BinaryIO, size: int, reader: _Reader, check: bool
+    handle: BinaryIO, size: int, reader: _Reader, check: bool, most_ids: int
 ) -> tuple[dict[str, Any], list[int]]:
     """First pass: the run ids that may occur more than once, and the length of
     each block decode_lines read whole (-1 for the others).
 
-    Every id goes into a table of 2**_SLOT_BITS one-byte slots by its hash; an
-    id whose slot is already taken (by itself or by a colliding id) is kept.
+    Every id goes into a table of one-byte slots by its hash (16 for each of
+    ``most_ids``, up to 2**_SLOT_BITS); an id whose slot is already taken (by
+    itself or by a colliding id) is kept. Raises _TooManyRuns when more ids come
+    than the table was made for (then too many would collide).
     Every id that repeats is in the result; so are some that collide, which the
     second pass then handles exactly like the others. A dict (values None) that
     the second pass fills with each one's latest entry, sharing the keys.
     """
-    slots = bytearray(1 << _SLOT_BITS)
-    mask = (1 << _SLOT_BITS) - 1
+    slots = bytearray(1 << min(max(16, (16 * most_ids).bit_length()), _SLOT_BITS))
+    mask = len(slots) - 1
+    ids_allowed = len(slots) // 8 if len(slots) < 1 << _SLOT_BITS else size  # the largest table takes them all
     repeated: set[str] = set()
     whole_lengths: list[int] = []
     for data in _whole_lines(handle, size):
@@ -558,6 +581,9 @@ def _repeated_run_ids(
         ids = list(map(_RUN_ID, items))
         if None in ids:
             ids = [run_id for run_id in ids if run_id is not None]
+        ids_allowed -= len(ids)
+        if ids_allowed < 0:
+            raise _TooManyRuns
         where = list(map(operator.and_, map(hash, ids), repeat(mask)))
         # Each id's slot as it was before the id was put in it (zip reads a slot, then
         # sets it). operator's functions, not bound slot wrappers: faster in map().
@@ -567,6 +593,10 @@ def _repeated_run_ids(
         if 1 in seen:
             repeated.update(compress(ids, seen))
     return dict.fromkeys(repeated), whole_lengths
+
+
+class _TooManyRuns(Exception):
+    """More run ids than the first pass's table was made for."""
 
 
 class _Durations:
