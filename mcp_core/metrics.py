@@ -665,10 +665,10 @@ class _Scan:
 
     def take(self, entries: list[Any]) -> None:
         """Take entries in line order: candidates into ``latest``, others counted now."""
-        ids = list(map(_RUN_ID, entries))
-        chosen = list(map(self.latest.__contains__, ids))
+        chosen = list(map(self.latest.__contains__, map(_RUN_ID, entries)))
         if True in chosen:
-            self.latest.update(zip(compress(ids, chosen), compress(entries, chosen), strict=True))
+            picked = list(compress(entries, chosen))
+            self.latest.update(zip(map(_RUN_ID, picked), picked, strict=True))
             entries = list(compress(entries, map(operator.not_, chosen)))
         self._tally(entries)
 
