@@ -15,6 +15,7 @@ from _imp import extension_suffixes  # the import system's own (built in, loaded
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; mypy reads this block all the same
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import NoReturn
 
 # command -> (module under mcp_core.commands, what it does)
@@ -149,9 +150,19 @@ def exit_with(code: int, *, skip_teardown: bool = False) -> NoReturn:
     sys.exit(code)
 
 
+def exit_code(command: Callable[[], int]) -> int:
+    """``command()``, or 130 for a Ctrl-C that comes as it returns, after its own
+    handler (``output.run_cli``) has let go: the command is done, and the signal
+    must not end it with a traceback (a watch interrupted as it ends)."""
+    try:
+        return command()
+    except KeyboardInterrupt:
+        return 130
+
+
 def run_and_exit(name: str, argv: list[str]) -> NoReturn:
     """What a ``bin/mcp-runner-<name>`` script does."""
-    exit_with(run(name, argv), skip_teardown=name in _SKIP_TEARDOWN)
+    exit_with(exit_code(lambda: run(name, argv)), skip_teardown=name in _SKIP_TEARDOWN)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
 def console() -> NoReturn:
     """The ``mcp-runner`` console script."""
     args = sys.argv[1:]
-    exit_with(main(args), skip_teardown=bool(args) and args[0] in _SKIP_TEARDOWN)
+    exit_with(exit_code(lambda: main(args)), skip_teardown=bool(args) and args[0] in _SKIP_TEARDOWN)
 
 
 if __name__ == "__main__":

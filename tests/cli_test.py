@@ -233,6 +233,14 @@ def test_the_set_up_check_finds_what_a_folder_lists_or_a_finder_finds(
     assert cli._first_missing(("listed_package", "listed_file")) == "listed_file"
 
 
+def test_a_ctrl_c_as_a_command_returns_exits_130_without_a_traceback() -> None:
+    def interrupted() -> int:
+        raise KeyboardInterrupt
+
+    assert cli.exit_code(interrupted) == 130
+    assert cli.exit_code(lambda: 3) == 3
+
+
 def test_wrappers_copied_without_the_package_say_so_in_one_line(tmp_path: Path) -> None:
     consumer = tmp_path / "consumer"
     shutil.copytree(SCRIPTS, consumer / "scripts")
