@@ -106,6 +106,27 @@ def become_subreaper() -> bool:
 
 
 def _children(pid: int) -> list[int]:
+    """The children of ``pid``: from each of its threads' ``children`` list (a few
+    small reads; an orphan is adopted by any thread of its subreaper), else, on a
+    kernel without those files, from every process's parent in /proc."""
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        threads = []
+    found: list[int] = []
+    for thread in threads:
+        try:
+            with open(f"/proc/{pid}/task/{thread}/children", "rb") as handle:
+                found.extend(int(child) for child in handle.read().split())
+        except FileNotFoundError:
+            if thread == threads[0]:
+                return _children_by_scan(pid)
+        except OSError:
+            continue  # the thread has just exited
+    return found
+
+
+def _children_by_scan(pid: int) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
