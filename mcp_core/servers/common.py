@@ -74,19 +74,19 @@ _SPAWN_STATE = {"spawning": 0, "terminating": 0}
 
 GUARD_NAME = "mcp-runner-guard"
 # The guard's whole program: "+PGID" lines add a group, "-PGID" lines remove it;
-# at end of input (whoever wrote them is gone, even by SIGKILL) or on SIGTERM,
-# SIGKILL every group still listed.
+# at the end of its input (whoever wrote it is gone, even by SIGKILL) it SIGKILLs
+# every group still listed. Signals are ignored: only at the end of its input is
+# every announced group known (a trap could run between a line's read and its use).
 _GUARD_SCRIPT = r"""
+trap '' TERM HUP INT
 groups=" "
-stop() { for g in $groups; do kill -KILL -- "-$g" 2>/dev/null; done; exit 0; }
-trap stop TERM HUP INT
 while read -r line; do
   case $line in
     +*) groups="$groups${line#+} " ;;
     -*) groups="${groups/ ${line#-} / }" ;;
   esac
 done
-stop
+for g in $groups; do kill -KILL -- "-$g" 2>/dev/null; done
 """
 
 
@@ -95,8 +95,8 @@ class GroupGuard:
     (the worker, for the bundled local executor) and kills the process groups of
     the commands still running when that process dies, whatever kills it: the
     in-process stand-in for a separate server's parent-death signal. It runs in a
-    session of its own; stopping its group (as cancel and resume stop a recorded
-    server) also makes it kill the groups it watches."""
+    session of its own and ignores SIGTERM: cancel and resume stop it as they stop a
+    recorded server, after the worker is dead, when it is already on its way out."""
 
     def __init__(self, process: subprocess.Popen[bytes]) -> None:
         self.process = process
