@@ -17,6 +17,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
+from mcp_core import store
 from mcp_core.errors import RunnerError
 
 BUILTIN_COMMANDS = (
@@ -57,7 +58,8 @@ def _from_env(raw: str) -> list[str]:
 
 def _from_file(path: Path) -> list[str] | None:
     try:
-        text = path.read_text(encoding="utf-8")
+        # A regular file of bounded size only: a FIFO put in its place must not hang start.
+        text = store.read_run_file(path).decode("utf-8")
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as exc:

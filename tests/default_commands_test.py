@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,14 @@ def test_a_bad_config_file_is_one_clear_error(repo: Path, content: str) -> None:
         default_commands(repo, {})
     assert caught.value.message.startswith("Invalid mcp-runner.json: ")
     assert "\n" not in caught.value.message
+
+
+def test_a_config_file_that_is_no_regular_file_is_refused_at_once(repo: Path) -> None:
+    """A FIFO in its place would block a reader for ever (nobody writes to it)."""
+    os.mkfifo(repo / "mcp-runner.json")
+    with pytest.raises(RunnerError) as caught:
+        default_commands(repo, {})
+    assert caught.value.message == "Cannot read mcp-runner.json: not a regular file."
 
 
 @pytest.mark.parametrize("value", ["[1, 2]", "[]", '["a", ""]', "[broken"])
