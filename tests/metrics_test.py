@@ -511,6 +511,27 @@ def test_runner_shaped_lines_that_json_rejects(repo: Path, case: str) -> None:
     assert figures(summary) == reference(content)  # the parse errors' raw lines included
 
 
+@pytest.mark.parametrize(("case", "attempts"), [("swallowed", [False, True]), ("other types", [False])])
+def test_only_lines_decode_lines_misread_start_the_passes_again(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, case: str, attempts: list[bool]
+) -> None:
+    """The first pass reads a block by decode_lines alone; when the second pass finds
+    that its lines are not one object each, both start again, the first one checking
+    every block itself. A line of other types only is read in halves, no new start."""
+    content = "\n".join([_GOOD, *RUNNER_SHAPED_BUT_INVALID[case], line_of(entry("last", "failed", 5))]).encode() + b"\n"
+    write_metrics(repo, content)
+    checked: list[bool] = []
+    two_passes = metrics._two_passes
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        checked.append(kwargs["check_first"])
+        return two_passes(*args, **kwargs)
+
+    monkeypatch.setattr(metrics, "_two_passes", counted)
+    assert figures(metrics.summarize(loc_for(repo))) == reference(content)
+    assert checked == attempts
+
+
 @BOTH_WAYS
 def test_invalid_utf8_inside_a_string_reads_as_node_reads_it(repo: Path) -> None:
     latin = line_of(entry("bytes", "failed", 3)).encode().replace(b"0001", b"00\xff01")  # U+FFFD for Node
