@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from conftest import run_script, runner_env, snapshot
-from runs import repo_metrics
+from runs import group_members, repo_metrics
 
 from mcp_core import manifest, process, store, tokens
 from mcp_core.jsfmt import iso_now
@@ -58,22 +58,6 @@ def make_run(repo: Path, **fields: Any) -> dict[str, Any]:
     record.update(fields)
     store.write_json(run_dir / "manifest.json", record)
     return record
-
-
-def live_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes of process group ``pgid``."""
-    members = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            raw = Path(f"/proc/{name}/stat").read_bytes()
-        except OSError:
-            continue
-        fields = raw[raw.rfind(b")") + 2 :].split()
-        if fields[0] not in (b"Z", b"X") and int(fields[2]) == pgid:
-            members.append(int(name))
-    return members
 
 
 # -- the command line -----------------------------------------------------------
@@ -176,7 +160,7 @@ def assert_nothing_left(record: dict[str, Any], command_group: int) -> None:
     server = record["mcp_server"]
     assert not process.is_alive(record["runner_pid"], record["runner_start_ticks"])
     wait_until(lambda: not process.is_alive(server["pid"], server["start_ticks"]), timeout=15)
-    wait_until(lambda: live_members(command_group) == [], timeout=15)
+    wait_until(lambda: group_members(command_group) == [], timeout=15)
 
 
 @pytest.mark.slow

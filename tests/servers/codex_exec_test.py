@@ -19,28 +19,13 @@ from conftest import run_script, runner_env
 from mcp import ClientSession, MCPError, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.server.mcpserver.exceptions import ToolError
+from runs import group_members
 
 from mcp_core import process
 from mcp_core.servers import codex_exec, common
 
 FAKE_CODEX = Path(__file__).resolve().parent.parent / "fake_codex" / "codex"
 PROMPT = "Run it once and answer with JSON only.\nRun the exact shell command: "
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes in process group ``pgid``, from /proc."""
-    members = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            raw = Path(f"/proc/{entry}/stat").read_bytes()
-        except OSError:
-            continue
-        fields = raw[raw.rfind(b")") + 2 :].split()
-        if fields[0] not in (b"Z", b"X") and int(fields[2]) == pgid:
-            members.append(int(entry))
-    return members
 
 
 def wait_until(condition: Callable[[], bool], seconds: float = 10) -> bool:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from runs import wait_for
+from runs import group_members, wait_for
 
 from mcp_core import process
 from mcp_core.servers.common import GUARD_NAME, GroupGuard
@@ -29,23 +29,6 @@ def groups() -> Iterator[list[subprocess.Popen[bytes]]]:
         leader.wait()
 
 
-def live_members(pgid: int) -> list[int]:
-    """The processes of group ``pgid`` that are not zombies (a killed member whose parent
-    died waits for init to reap it, which may take a while here)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            raw = Path(f"/proc/{entry}/stat").read_bytes()
-        except OSError:
-            continue
-        fields = raw[raw.rfind(b")") + 2 :].split()
-        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-            found.append(int(entry))
-    return found
-
-
 def ignores_sigterm(pid: int) -> bool:
     """Whether ``pid`` ignores SIGTERM yet (the guard's first line has run)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -56,7 +39,7 @@ def ignores_sigterm(pid: int) -> bool:
 
 def group_gone(leader: subprocess.Popen[bytes]) -> bool:
     leader.poll()  # reap the leader once it is killed
-    return not live_members(leader.pid)
+    return not group_members(leader.pid)
 
 
 def test_the_guard_kills_what_it_watches_when_its_writer_is_gone(groups: list[subprocess.Popen[bytes]]) -> None:
@@ -66,25 +49,25 @@ def test_the_guard_kills_what_it_watches_when_its_writer_is_gone(groups: list[su
     assert os.getpgid(guard.pid) == guard.pid  # a session of its own: a signal to ours misses it
     watched, ended, kept = command_group(), command_group(), command_group()
     groups.extend([watched, ended, kept])
-    wait_for(lambda: all(len(live_members(leader.pid)) == 3 for leader in groups))
+    wait_for(lambda: all(len(group_members(leader.pid)) == 3 for leader in groups))
     guard.watch(watched.pid)
     guard.watch(ended.pid)
     guard.unwatch(ended.pid)
     guard.close()  # as when the worker dies: its input ends
     assert guard.process.returncode == 0
     wait_for(lambda: group_gone(watched))
-    assert len(live_members(ended.pid)) == len(live_members(kept.pid)) == 3
+    assert len(group_members(ended.pid)) == len(group_members(kept.pid)) == 3
 
 
 def test_a_sigterm_does_not_end_the_guard_before_its_input_ends(groups: list[subprocess.Popen[bytes]]) -> None:
     guard = GroupGuard.start()
     watched = command_group()
     groups.append(watched)
-    wait_for(lambda: len(live_members(watched.pid)) == 3 and ignores_sigterm(guard.pid))
+    wait_for(lambda: len(group_members(watched.pid)) == 3 and ignores_sigterm(guard.pid))
     guard.watch(watched.pid)
     os.killpg(guard.pid, signal.SIGTERM)
     os.killpg(guard.pid, signal.SIGHUP)
-    assert guard.process.poll() is None and len(live_members(watched.pid)) == 3
+    assert guard.process.poll() is None and len(group_members(watched.pid)) == 3
     guard.close()  # the worker is gone: now, and only now, the guard acts
     assert guard.process.returncode == 0
     wait_for(lambda: group_gone(watched))
