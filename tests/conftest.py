@@ -17,6 +17,10 @@ CHECKOUT = Path(__file__).resolve().parent.parent
 # A .runs/ tree recorded from the old Node.js runner, with its real symlinked pointers.
 FIXTURE_RUNS = CHECKOUT / "tests" / "fixtures" / "upstream-runs" / ".runs"
 SCRIPTS = CHECKOUT / "scripts"
+# Under xdist (``make test`` runs ``-n 2``) each of these modules runs whole on one worker,
+# since its tests share a set-up built once per process: worker_test's scenarios, and
+# real_codex_test's npm installs (whose "no Codex left" scan would also see another worker's).
+ONE_WORKER_MODULES = frozenset({"tests/worker_test.py", "tests/real_codex_test.py"})
 
 
 def _make_writable(root: Path) -> None:
@@ -172,3 +176,22 @@ def run_script_on_terminal(name: str, *args: str, repo: Path, timeout: float = 1
         process.wait(timeout=timeout)
         stdout_file.seek(0)
         return process.returncode, stdout_file.read().decode(), terminal.decode()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """xdist's ``load`` scheduling, except that a module of ONE_WORKER_MODULES is one unit of work.
+
+    (xdist's own ``loadgroup`` cannot do it with pytest 9: it renames items by a field that pytest
+    no longer reads.) The largest units are handed out first, so a whole module does not end the run.
+    """
+    if config.getoption("dist") not in ("load", "loadgroup"):
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class OneWorkerModules(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in ONE_WORKER_MODULES else nodeid
+
+    return OneWorkerModules(config, log)

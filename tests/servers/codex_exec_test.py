@@ -19,7 +19,7 @@ from conftest import run_script, runner_env
 from mcp import ClientSession, MCPError, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.server.mcpserver.exceptions import ToolError
-from runs import group_members
+from runs import group_members, wait_for
 
 from mcp_core import process
 from mcp_core.servers import codex_exec, common
@@ -393,8 +393,11 @@ def poll_until_ended(repo: Path, run_id: str, seconds: float = 60) -> dict[str, 
             break
         assert time.monotonic() < deadline, f"run {run_id} did not end"
         time.sleep(0.2)
-    manifest = json.loads((repo / ".runs/0001/mcp" / run_id / "manifest.json").read_text())
-    assert wait_until(lambda: not process.is_alive(manifest["runner_pid"], manifest.get("runner_start_ticks")))
+    path = repo / ".runs/0001/mcp" / run_id / "manifest.json"
+    ended = json.loads(path.read_text())
+    wait_for(lambda: not process.is_alive(ended["runner_pid"], ended.get("runner_start_ticks")), timeout=60)
+    # Read again: the worker's last saves (its metrics line recorded) come after the terminal status.
+    manifest: dict[str, Any] = json.loads(path.read_text())
     return manifest
 
 
