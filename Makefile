@@ -13,9 +13,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## The test command the README gives and CI runs: lint, types, then the suite.
-## Two xdist workers: the suite mostly waits on processes it starts (conftest.py says how tests are shared out).
+## Three xdist workers, on two cores too: a test mostly waits on the processes it starts (conftest.py: how tests are shared out).
 test: lint
-	$(PY) -m pytest -q -n 2
+	$(PY) -m pytest -q -n 3
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check mcp_core tests bin bench

@@ -17,7 +17,7 @@ CHECKOUT = Path(__file__).resolve().parent.parent
 # A .runs/ tree recorded from the old Node.js runner, with its real symlinked pointers.
 FIXTURE_RUNS = CHECKOUT / "tests" / "fixtures" / "upstream-runs" / ".runs"
 SCRIPTS = CHECKOUT / "scripts"
-# Under xdist (``make test`` runs ``-n 2``) each of these modules runs whole on one worker,
+# Under xdist (``make test`` runs ``-n 3``) each of these modules runs whole on one worker,
 # since its tests share a set-up built once per process: worker_test's scenarios, and
 # real_codex_test's npm installs (whose "no Codex left" scan would also see another worker's).
 ONE_WORKER_MODULES = frozenset({"tests/worker_test.py", "tests/real_codex_test.py"})
