@@ -117,7 +117,7 @@ def record_run(loc: Locations, manifest: dict[str, Any], *, search_from: int = 0
     loc.metrics_root.mkdir(parents=True, exist_ok=True)
     path = loc.metrics_file
     prefix = _identity_prefix(entry)
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = store.open_regular(path, os.O_RDWR | os.O_APPEND | os.O_CREAT)  # a FIFO there would block the worker
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         if _already_recorded(fd, prefix, search_from):
@@ -283,7 +283,8 @@ def summarize(loc: Locations, *, keep_durations: bool = False) -> MetricsSummary
     median and p95 of the table; without it the memory does not grow with the runs.
     """
     try:
-        handle = open(loc.metrics_file, "rb")  # noqa: SIM115 - held across both passes below
+        # Only a regular file: a FIFO put there would block the summary for ever.
+        handle = os.fdopen(store.open_regular(loc.metrics_file), "rb")
     except FileNotFoundError:
         return _Scan({}, keep_durations).result(loc)
     with handle:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -206,6 +207,17 @@ def test_missing_metrics_file_gives_zero_totals(repo: Path) -> None:
         "parse_errors": [],
     }
     assert not (repo / ".runs").exists()  # summarizing reads only
+
+
+def test_a_metrics_file_that_is_no_regular_file_is_refused_at_once(repo: Path) -> None:
+    """A FIFO in its place would block the summary, and a worker's append, for ever."""
+    loc = loc_for(repo)
+    loc.metrics_root.mkdir(parents=True)
+    os.mkfifo(loc.metrics_file)
+    with pytest.raises(OSError, match="not a regular file"):
+        metrics.summarize(loc)
+    with pytest.raises(OSError, match="not a regular file"):
+        metrics.record_run(loc, {"run_id": "r1", "status": "succeeded", "commands": []})
 
 
 # -- bad lines (docs/interface.md section 8) --------------------------------------------

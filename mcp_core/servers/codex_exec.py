@@ -203,6 +203,8 @@ async def run_codex_exec(
 ) -> str:
     """One ``codex exec`` run for one tool call; its final message, or a ToolError.
     Codex's output goes to ``echo`` as it comes (None: not shown)."""
+    if "\x00" in prompt:  # no program can receive it in its arguments
+        raise ToolError("Cannot run it: the prompt contains a NUL byte.")
     codex = shutil.which("codex", path=env.get("PATH"))
     if codex is None:
         raise ToolError("codex CLI not found in PATH; the codex-exec server needs the Codex CLI.")

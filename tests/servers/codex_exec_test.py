@@ -268,6 +268,14 @@ def test_no_codex_on_path_is_a_tool_error(tmp_path: Path) -> None:
         run_direct(bridge)
 
 
+def test_a_nul_byte_in_the_prompt_is_a_tool_error_and_runs_nothing(tmp_path: Path) -> None:
+    bridge = Bridge(tmp_path)
+    with pytest.raises(ToolError) as raised:
+        run_direct(bridge, command="echo a\x00b")
+    assert str(raised.value) == "Cannot run it: the prompt contains a NUL byte."
+    assert not bridge.record.exists()  # the stand-in codex was never started
+
+
 @pytest.mark.parametrize("ignore_term", ["0", "1"])
 def test_hang_past_the_deadline_kills_the_whole_group(tmp_path: Path, ignore_term: str) -> None:
     bridge = Bridge(tmp_path, FAKE_CODEX_MODE="hang", FAKE_CODEX_IGNORE_TERM=ignore_term)
