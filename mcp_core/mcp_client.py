@@ -383,21 +383,31 @@ def _mcp_error_text(exc: Exception) -> str:
 
 @contextlib.asynccontextmanager
 async def connect(
-    process: subprocess.Popen[bytes],
+    server: subprocess.Popen[bytes] | MCPServer,
     *,
     log: LogFn,
     initialize_timeout: float = INITIALIZE_TIMEOUT_SECONDS,
     tool_name: str = "codex",
     latest: LatestEvent | None = None,
 ) -> AsyncIterator[McpSession]:
-    """Initialize a session with the spawned server and read its tool schema.
+    """Initialize a session with the server and read its tool schema: a spawned
+    server over its pipes, or a server object running in this process over the
+    SDK's in-memory transport (the one its own ``Client`` uses for a server
+    object: the same MCP messages, no pipes and no second interpreter; closing
+    the session ends the server's task).
 
     Raises ToolInvocationError when the server does not initialize (it died,
     exited at once, answered garbage, or did not answer in time).
     """
     reports = ServerReports(log, latest)
+    if isinstance(server, subprocess.Popen):
+        transport: contextlib.AbstractAsyncContextManager[tuple[Any, Any]] = pipe_transport(server, log, reports)
+    else:
+        from mcp.client._memory import InMemoryTransport
+
+        transport = InMemoryTransport(server)
     async with (
-        pipe_transport(process, log, reports) as (read_stream, write_stream),
+        transport as (read_stream, write_stream),
         initialized_session(
             read_stream,
             write_stream,
@@ -470,35 +480,6 @@ async def initialized_session(
         except Exception as exc:  # a server without tools/list still gets its call
             log(f"tools/list failed ({type(exc).__name__}: {exc}); sending approval_policy")
         yield McpSession(session, schema, log, describe_failure, reports)
-
-
-@contextlib.asynccontextmanager
-async def connect_in_process(
-    server: MCPServer,
-    *,
-    log: LogFn,
-    initialize_timeout: float = INITIALIZE_TIMEOUT_SECONDS,
-    tool_name: str = "codex",
-    latest: LatestEvent | None = None,
-) -> AsyncIterator[McpSession]:
-    """Initialize a session with ``server`` running in this process, over the
-    SDK's in-memory transport (the one its own ``Client`` uses for a server
-    object): the same MCP messages as over stdio, with no pipes and no second
-    interpreter. Closing the session ends the server's task."""
-    from mcp.client._memory import InMemoryTransport
-
-    async with (
-        InMemoryTransport(server) as (read_stream, write_stream),
-        initialized_session(
-            read_stream,
-            write_stream,
-            log=log,
-            initialize_timeout=initialize_timeout,
-            tool_name=tool_name,
-            reports=ServerReports(log, latest),
-        ) as session,
-    ):
-        yield session
 
 
 # -- a server reached over streamable HTTP (``MCP_RUNNER_SERVER=http://...``) --

@@ -199,12 +199,12 @@ def open_session(
 ) -> contextlib.AbstractAsyncContextManager[McpSession]:
     """Over the spawned server's pipes, in process with the local executor, else
     over HTTP to the chosen server's URL."""
-    from mcp_core.mcp_client import connect, connect_http, connect_in_process
+    from mcp_core.mcp_client import connect, connect_http
 
     if isinstance(server, GroupGuard):
         from mcp_core.servers import local
 
-        return connect_in_process(local.build_server(deadline_for(timeout), server), log=log, latest=latest)
+        return connect(local.build_server(deadline_for(timeout), server), log=log, latest=latest)
     if server is not None:
         return connect(server, log=log, latest=latest)
     url = (record or {}).get("url")
