@@ -41,7 +41,7 @@ bench: $(STAMP)
 chaos: export CHAOS_DRIVERS ?= 4
 chaos: export CHAOS_KILLS ?= 40
 chaos: export CHAOS_SAVE_KILLS ?= 200
-chaos: export CHAOS_SERVERS ?= local
+chaos: export CHAOS_SERVERS ?= local,tiny
 chaos: export SOAK_RUNS ?= 16
 chaos: export SOAK_SECONDS ?= 45
 chaos: export SOAK_POLLERS ?= 4
