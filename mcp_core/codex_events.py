@@ -71,12 +71,16 @@ def _file_access(profile: Any) -> str | None:
     return "writable" if writes else "read-only"
 
 
+def _kind_and_text(event: dict[str, Any]) -> tuple[str, str | None]:
+    """An event's type (``event`` when it has none) and its first text, both formats alike."""
+    return str(event.get("type") or "event"), _first_text(event)
+
+
 def describe_codex_event(msg: Any) -> str:
     """A ``codex/event`` notification's ``params.msg`` (``codex mcp-server``)."""
     if not isinstance(msg, dict):
         return "event"
-    kind = str(msg.get("type") or "event")
-    text = _first_text(msg)
+    kind, text = _kind_and_text(msg)
     details = msg.get("additional_details")
     if text and isinstance(details, str) and details.strip():
         text = f"{text} ({details})"
@@ -100,8 +104,7 @@ def describe_exec_event(event: Any) -> str:
     """One JSON Lines event of ``codex exec --json``."""
     if not isinstance(event, dict):
         return "event"
-    kind = str(event.get("type") or "event")
-    text = _first_text(event)
+    kind, text = _kind_and_text(event)
     error = event.get("error")
     if isinstance(error, dict) and _text_of(error.get("message")):
         text = error["message"]

@@ -317,6 +317,15 @@ def parse_timestamp_ms(value: object) -> float | None:
         return None
 
 
+def duration_seconds(started_at: object, completed_at: object) -> float | None:
+    """Seconds from one timestamp to the other (never negative), or None when either is unknown."""
+    start = parse_timestamp_ms(started_at)
+    end = parse_timestamp_ms(completed_at)
+    if start is None or end is None:
+        return None
+    return max(0.0, (end - start) / 1000)
+
+
 def _runner_timestamp_ms(text: str) -> float | None:
     """The value for the shape the runner writes, ``2025-10-18T18:26:16.689Z``, by
     arithmetic (poll reads one at every call); None for any other shape or an

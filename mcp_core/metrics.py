@@ -18,17 +18,10 @@ from typing import Any, BinaryIO
 import msgspec
 
 from mcp_core import store
-from mcp_core.jsfmt import dumps_compact, iso_now, parse_timestamp_ms
+from mcp_core.jsfmt import dumps_compact, duration_seconds, iso_now
+from mcp_core.jsonparse import JSON_PARSE, json_error_text, json_kind
 from mcp_core.manifest import guardrail_succeeded
 from mcp_core.paths import Locations
-
-
-def duration_seconds(started_at: object, completed_at: object) -> float | None:
-    start = parse_timestamp_ms(started_at)
-    end = parse_timestamp_ms(completed_at)
-    if start is None or end is None:
-        return None
-    return max(0.0, (end - start) / 1000)
 
 
 def metrics_entry(manifest: dict[str, Any], recorded_at: str) -> dict[str, Any]:
@@ -385,37 +378,6 @@ def _whole_lines(handle: BinaryIO, size: int, overlong: Callable[[bytes, int], N
             overlong(skipping[0], skipping[1])
     elif pending:
         yield pending + b"\n"
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-# JSON.parse's grammar: Python's json also takes NaN and Infinity.
-JSON_PARSE = json.JSONDecoder(parse_constant=_reject_constant)
-
-
-def json_error_text(exc: json.JSONDecodeError, *, line: bool = True) -> str:
-    """What is wrong and where: ``Expecting value at line 2 column 1``.
-
-    Some of json's messages end in "at" themselves ("Unterminated string starting
-    at"); the place follows once, never "at at".
-    """
-    where = f"line {exc.lineno} column {exc.colno}" if line else f"column {exc.colno}"
-    return f"{exc.msg.removesuffix(' at')} at {where}"
-
-
-def json_kind(value: object) -> str:
-    """What a parsed JSON value is, for messages: "null", "an array", ..."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return "an array"
 
 
 def _status_label(value: object) -> str:

@@ -53,8 +53,8 @@ from typing import Any
 from mcp_core import pointers, store
 from mcp_core.errors import RunnerError
 from mcp_core.jsfmt import dumps_compact, dumps_pretty, iso_now, stamp
+from mcp_core.jsonparse import JSON_PARSE, json_error_text, json_kind
 from mcp_core.manifest import MANIFEST_NAME
-from mcp_core.metrics import JSON_PARSE, json_error_text, json_kind
 from mcp_core.paths import Locations, validate_run_id
 
 ERROR = "error"

@@ -10,12 +10,12 @@ reads an answer with ``interpret``.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from mcp_core.jsfmt import dumps_compact
+from mcp_core.jsonparse import JSON_PARSE
 
 TOOL_NAME = "codex"
 COMMAND_MARKER = "Run the exact shell command: "
@@ -70,10 +70,6 @@ class Interpretation:
     joined_text: str
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def joined_text(content: list[dict[str, Any]]) -> str:
     texts = [
         item["text"].strip() for item in content if item.get("type") == "text" and isinstance(item.get("text"), str)
@@ -88,7 +84,7 @@ def interpret(content: list[dict[str, Any]]) -> Interpretation:
     parsed: Any = None
     if joined.startswith("{"):
         try:
-            parsed = json.loads(joined, parse_constant=_reject_constant)
+            parsed = JSON_PARSE.decode(joined)
         except ValueError:
             parsed = None
     if isinstance(parsed, dict) and is_number(parsed.get("exit_code")):

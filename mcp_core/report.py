@@ -18,9 +18,8 @@ from typing import Any
 from urllib.parse import quote
 
 from mcp_core import store, termtext
-from mcp_core.jsfmt import dumps_compact, iso_from_ms, parse_timestamp_ms
+from mcp_core.jsfmt import dumps_compact, duration_seconds, iso_from_ms, parse_timestamp_ms
 from mcp_core.manifest import TERMINAL_STATUSES
-from mcp_core.metrics import duration_seconds
 from mcp_core.paths import Locations
 from mcp_core.runs_index import ProgressCallback, RunRecord, RunsIndex, RunView, first_line, format_seconds, view
 from mcp_core.termtext import printable

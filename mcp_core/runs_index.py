@@ -21,9 +21,9 @@ from mcp_core import store
 from mcp_core.codex_events import running_command_event
 from mcp_core.errors import RunnerError
 from mcp_core.heartbeat import heartbeat_state
-from mcp_core.jsfmt import parse_timestamp_ms
+from mcp_core.jsfmt import duration_seconds, parse_timestamp_ms
+from mcp_core.jsonparse import json_error_text
 from mcp_core.manifest import MANIFEST_NAME, TERMINAL_STATUSES
-from mcp_core.metrics import duration_seconds, json_error_text
 from mcp_core.paths import Locations, validate_run_id
 from mcp_core.termtext import cut
 

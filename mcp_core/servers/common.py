@@ -198,13 +198,17 @@ def deadline_for(request_timeout: float | None) -> Deadline:
     return Deadline(request_timeout - margin, margin / 2)
 
 
-def deadline_from_env(env: Mapping[str, str]) -> Deadline:
-    raw = env.get(REQUEST_TIMEOUT_ENV)
+def _number_from_env(env: Mapping[str, str], name: str, kind: Callable[[str], float]) -> float | None:
+    """``env[name]`` read as ``kind`` (float or int); None when unset, empty or not a number."""
+    raw = env.get(name)
     try:
-        value = float(raw) if raw else None
+        return kind(raw) if raw else None
     except ValueError:
-        value = None
-    return deadline_for(value)
+        return None
+
+
+def deadline_from_env(env: Mapping[str, str]) -> Deadline:
+    return deadline_for(_number_from_env(env, REQUEST_TIMEOUT_ENV, float))
 
 
 @dataclass(frozen=True)
@@ -215,12 +219,8 @@ class CommandOutcome:
 
 
 def log_limit_from_env(env: Mapping[str, str]) -> int:
-    raw = env.get(LOG_LIMIT_ENV)
-    try:
-        value = int(raw) if raw else DEFAULT_LOG_LIMIT_BYTES
-    except ValueError:
-        value = DEFAULT_LOG_LIMIT_BYTES
-    return value if value > 0 else DEFAULT_LOG_LIMIT_BYTES
+    value = _number_from_env(env, LOG_LIMIT_ENV, int)
+    return int(value) if value is not None and value > 0 else DEFAULT_LOG_LIMIT_BYTES
 
 
 class LogEcho:

@@ -243,17 +243,19 @@ def test_terminal_escapes_in_summaries_are_neutralised(repo: Path) -> None:
 
 
 def test_fast_path_imports(fixture_repo: Path) -> None:
-    """JSON output never imports tabulate; neither form imports the MCP SDK."""
+    """JSON output never imports tabulate; neither form imports the MCP SDK or msgspec (the
+    metrics summary's decoder)."""
     program = (
         "import sys, io\n"
         "from mcp_core.commands.list import main\n"
         "sys.stdout = io.StringIO()\n"
         "code = main(sys.argv[1:])\n"
         "sys.stdout = sys.__stdout__\n"
-        "print(code, 'tabulate' in sys.modules, any(m == 'mcp' or m.startswith('mcp.') for m in sys.modules))\n"
+        "print(code, 'tabulate' in sys.modules, any(m == 'mcp' or m.startswith('mcp.') for m in sys.modules),\n"
+        "      'msgspec' in sys.modules)\n"
     )
     env = runner_env(fixture_repo)
-    for args, expected in ((["--format", "json"], "0 False False"), ([], "0 True False")):
+    for args, expected in ((["--format", "json"], "0 False False False"), ([], "0 True False False")):
         result = subprocess.run(
             [sys.executable, "-c", program, *args],
             cwd=CHECKOUT,

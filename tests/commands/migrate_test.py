@@ -10,12 +10,13 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SCRIPTS, run_script, runner_env, snapshot
+from conftest import CHECKOUT, SCRIPTS, run_script, runner_env, snapshot
 
 from mcp_core import pointers
 from mcp_core.paths import locate
@@ -216,6 +217,23 @@ def test_real_migration_of_the_fixture_then_again(fixture_repo: Path) -> None:
     assert (again.returncode, again.stderr) == (0, "")
     assert lines == [f"{run_id}: {ALREADY}" for run_id in sorted([*LEGACY, OLD_RUN, *POINTERS])]
     assert without(before, snapshot(fixture_repo), log) == before
+
+
+def test_a_dry_run_imports_neither_the_sdk_nor_msgspec(fixture_repo: Path) -> None:
+    """migrate is a fast path: it reads legacy manifests with json, not the metrics decoder."""
+    program = (
+        "import sys, io\n"
+        "from mcp_core.commands.migrate import main\n"
+        "sys.stdout = io.StringIO()\n"
+        "code = main(['--dry-run'])\n"
+        "sys.stdout = sys.__stdout__\n"
+        "print(code, sorted({m.split('.')[0] for m in sys.modules} & {'mcp', 'msgspec', 'anyio'}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], cwd=CHECKOUT, env=runner_env(fixture_repo),
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    assert result.stdout.strip() == "0 []", result.stdout + result.stderr
 
 
 @FORMS
