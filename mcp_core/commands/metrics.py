@@ -9,7 +9,7 @@ import sys
 
 from mcp_core.argscan import Messages, scan
 from mcp_core.errors import RunnerError, UsageError
-from mcp_core.metrics import MetricsSummary, summarize, write_summary
+from mcp_core.metrics_summary import MetricsSummary, summarize, write_summary
 from mcp_core.output import run_cli
 from mcp_core.paths import Locations, locate
 from mcp_core.termtext import printable

@@ -1,0 +1,567 @@
+"""The metrics summary: metrics-summary.json from metrics.json (docs/interface.md section 8).
+
+Apart from ``mcp_core.metrics`` (a run's line, appended by every worker at the
+end of a run), so that only the summary imports msgspec.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import operator
+import os
+from array import array
+from collections import Counter
+from collections.abc import Callable, Iterator
+from itertools import compress, repeat
+from operator import attrgetter, itemgetter
+from typing import Any, BinaryIO
+
+import msgspec
+
+from mcp_core import store
+from mcp_core.jsfmt import dumps_compact, iso_now
+from mcp_core.jsonparse import JSON_PARSE, json_error_text, json_kind
+from mcp_core.paths import Locations
+
+# ---------------------------------------------------------------------------
+# metrics.json can hold a million lines, so the summary streams it in blocks
+# of whole lines, twice, and its memory does not grow with the number of runs
+# (only with the number of runs that have more than one line). It takes the
+# file's size under the shared lock (between two appends) and scans up to
+# there without any lock: the file up to that size is whole lines (or a line a
+# crash cut short, which is a parse error), and a worker's append never waits
+# for a summary's scan.
+#
+# A block is read by msgspec's C decoder when that cannot read it differently
+# from json line by line, and line by line with json otherwise (which reports
+# each bad line as the old runner did). That takes two readings of the block:
+# ``decode_lines`` (which takes any JSON white space between two objects, a
+# line break too, or none), and the block made one JSON array (its line breaks
+# turned into commas), which takes only commas. Both succeed only when every
+# line holds exactly one object: a second object on a line needs white space
+# or nothing before it (refused by the array) or a comma (refused by
+# decode_lines); an object over two lines needs a line break outside a string
+# (a comma where the array refuses one) or inside one (a control character,
+# which decode_lines refuses); a blank line is an empty array item. The first
+# pass makes the first reading (the run ids), the second pass the other (the
+# entries), so each pass decodes a block once. Should the array be refused
+# where decode_lines was not, the first pass's run ids for that block may not
+# be the lines' own: both passes start again, the first one checking each
+# block both ways itself. A block refused is read in halves, each the same
+# way, down to the lines at fault.
+#
+# Counting each run once by its latest line: the first pass puts every run id
+# into a table of one-byte slots by its hash (16 for every line the file is
+# guessed to hold, up to 2**24; a wrong guess starts again with room for as
+# many as it can hold) and keeps the ids
+# that land on a slot already taken: every id that repeats, plus the few that
+# collide. The second pass keeps the latest entry of those ids alone and counts
+# every other line as it goes. The durations counted are folded into their
+# exact sum as they come (the average is math.fsum of them all, to the bit);
+# only the table's median and p95 keep them all.
+# ---------------------------------------------------------------------------
+
+PARSE_ERRORS_KEPT = 1000  # more are counted in "parse_errors_omitted" (appended only then)
+_PARSE_ERROR_CHARS_KEPT = 1 << 20  # and the raw lines kept hold at most this much text
+MAX_LINE_BYTES = 4 << 20  # a longer line is a parse error, never held in memory whole
+_READ_BYTES = 1 << 18  # 256 KiB: a block, its copy and its items stay in the caches
+_SLOT_BITS = 24  # at most: 16 MiB of slots, a few percent of them taken by a million runs
+_SHORTEST_LINE_WITH_AN_ID = len(b'{"run_id":""}\n')
+_DURATIONS_HELD = 1 << 16  # durations held before they are folded into their exact sum
+# String.prototype.trim: what the old runner took off each line before parsing.
+_JS_WHITESPACE = (
+    "\t\n\x0b\x0c\r \xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+_MISSING_STATUS = "(missing)"
+_OTHER_STATUSES = "(other statuses)"
+_STATUSES_KEPT = 1000
+
+
+class MetricsSummary:
+    """The figures of metrics-summary.json, plus what the table shows."""
+
+    def __init__(
+        self,
+        *,
+        generated_at: str,
+        task_id: str,
+        metrics_file: str,
+        entries_total: int,
+        entries_succeeded: int,
+        entries_failed: int,
+        guardrails_present: int,
+        parse_errors: list[dict[str, str]],
+        parse_errors_omitted: int,
+        status_counts: dict[str, int],
+        average_duration_seconds: float | None,
+        durations: array[float] | None,
+    ) -> None:
+        self.generated_at = generated_at
+        self.task_id = task_id
+        self.metrics_file = metrics_file
+        self.entries_total = entries_total
+        self.entries_succeeded = entries_succeeded
+        self.entries_failed = entries_failed
+        self.guardrails_present = guardrails_present
+        self.parse_errors = parse_errors
+        self.parse_errors_omitted = parse_errors_omitted
+        self.status_counts = status_counts
+        self.average_duration_seconds = average_duration_seconds
+        self.durations = durations  # every duration counted, when the summary was asked to keep them
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.entries_succeeded / self.entries_total if self.entries_total else None
+
+    @property
+    def guardrail_coverage(self) -> float | None:
+        return self.guardrails_present / self.entries_total if self.entries_total else None
+
+    def median_duration_seconds(self) -> float | None:
+        return _percentile(sorted(self._kept_durations()), 50)
+
+    def p95_duration_seconds(self) -> float | None:
+        return _percentile(sorted(self._kept_durations()), 95)
+
+    def _kept_durations(self) -> array[float]:
+        if self.durations is None:
+            raise ValueError("the durations were not kept: summarize(..., keep_durations=True)")
+        return self.durations
+
+    def to_json(self) -> dict[str, Any]:
+        """The file's object, keys in the contract's order."""
+        data: dict[str, Any] = {
+            "generated_at": self.generated_at,
+            "task_id": self.task_id,
+            "metrics_file": self.metrics_file,
+            "entries_total": self.entries_total,
+            "entries_succeeded": self.entries_succeeded,
+            "entries_failed": self.entries_failed,
+            "success_rate": self.success_rate,
+            "guardrail_coverage": self.guardrail_coverage,
+            "average_duration_seconds": self.average_duration_seconds,
+            "parse_errors": self.parse_errors,
+        }
+        if self.parse_errors_omitted:
+            data["parse_errors_omitted"] = self.parse_errors_omitted
+        return data
+
+
+def _percentile(ordered: list[float], percent: float) -> float | None:
+    """Linear interpolation between closest ranks (numpy's default); None when empty."""
+    if not ordered:
+        return None
+    position = (len(ordered) - 1) * percent / 100
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def summarize(loc: Locations, *, keep_durations: bool = False) -> MetricsSummary:
+    """Read metrics.json (if any) and compute the summary. Raises OSError on I/O faults.
+
+    ``keep_durations`` keeps every duration counted (8 bytes a run), for the
+    median and p95 of the table; without it the memory does not grow with the runs.
+    """
+    try:
+        # Only a regular file: a FIFO put there would block the summary for ever.
+        handle = os.fdopen(store.open_regular(loc.metrics_file), "rb")
+    except FileNotFoundError:
+        return _Scan({}, keep_durations).result(loc)
+    with handle:
+        size = _whole_size(handle.fileno())  # what both passes read: later appends wait for the next summary
+        reader = _Reader()
+        check_first = False
+        most_ids = _estimated_lines(handle, size)
+        while True:  # at most three times: each exception below changes what makes it
+            try:
+                scan = _two_passes(handle, size, reader, check_first=check_first, most_ids=most_ids,
+                                   keep_durations=keep_durations)  # fmt: skip
+                return scan.result(loc)
+            except _NotOneObjectALine:
+                check_first = True
+            except _TooManyRuns:
+                most_ids = size // _SHORTEST_LINE_WITH_AN_ID + 1  # as many as the file can hold
+            handle.seek(0)
+
+
+def _estimated_lines(handle: BinaryIO, size: int) -> int:
+    """The file's line count, guessed from its first block (leaves the handle at 0)."""
+    head = handle.read(min(_READ_BYTES, size))
+    handle.seek(0)
+    return size * max(head.count(b"\n"), 1) // max(len(head), 1)
+
+
+def _two_passes(
+    handle: BinaryIO, size: int, reader: _Reader, *, check_first: bool, most_ids: int, keep_durations: bool
+) -> _Scan:
+    """The two passes (see the comment above); ``check_first``: the first pass
+    checks each block's lines itself (a first try found it must); ``most_ids``:
+    how many run ids the first pass's table is made for."""
+    candidates, decoded_lengths = _repeated_run_ids(handle, size, reader, check_first, most_ids)
+    handle.seek(0)
+    scan = _Scan(candidates, keep_durations)
+    expected = iter(decoded_lengths)
+    for data in _whole_lines(handle, size, scan.overlong_line):
+        if len(data) == next(expected, -1):
+            entries = reader.entries_of_decoded(data, scan.error)
+        else:
+            entries, _ = reader.read(data, reader.entry_lines, False, scan.error)
+        scan.take(entries)
+    return scan
+
+
+def _whole_size(fd: int) -> int:
+    """The file's size between two appends: taken under the shared lock, released at
+    once. An append (one write under the exclusive lock) may be seen in part while
+    it is being made; the scan then reads without the lock, up to this size."""
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    try:
+        return os.fstat(fd).st_size
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def write_summary(loc: Locations, summary: MetricsSummary) -> None:
+    loc.metrics_root.mkdir(parents=True, exist_ok=True)
+    store.write_json(loc.metrics_summary_file, summary.to_json())
+
+
+def _whole_lines(handle: BinaryIO, size: int, overlong: Callable[[bytes, int], None] | None = None) -> Iterator[bytes]:
+    """Blocks of whole lines, each line ending in ``\\n``, read from the first ``size`` bytes.
+
+    A line split across two reads starts the next block. A line longer than
+    MAX_LINE_BYTES is reported to ``overlong(head, length)`` and skipped.
+    """
+    remaining = size
+    pending = b""  # the start of a line that the reads so far do not end
+    skipping: tuple[bytes, int] | None = None  # (head, length so far) of an overlong line
+    while remaining > 0:
+        data = handle.read(min(_READ_BYTES, remaining))
+        if not data:
+            break
+        remaining -= len(data)
+        first = data.find(b"\n")
+        if skipping is not None or (pending and first >= 0 and len(pending) + first > MAX_LINE_BYTES):
+            head, length = skipping or (pending[:4096], len(pending))
+            if first < 0:
+                skipping = (head, length + len(data))
+                continue
+            if overlong is not None:
+                overlong(head, length + first)
+            skipping, pending, data = None, b"", data[first + 1 :]
+        last = data.rfind(b"\n")
+        if last < 0:
+            pending += data
+            if len(pending) > MAX_LINE_BYTES:
+                skipping, pending = (pending[:4096], len(pending)), b""
+            continue
+        if pending:
+            yield b"".join((pending, memoryview(data)[: last + 1]))  # one copy
+        else:
+            yield data if last + 1 == len(data) else data[: last + 1]
+        pending = data[last + 1 :]
+    if skipping is not None:
+        if overlong is not None:
+            overlong(skipping[0], skipping[1])
+    elif pending:
+        yield pending + b"\n"
+
+
+def _status_label(value: object) -> str:
+    return value if isinstance(value, str) else dumps_compact(value)
+
+
+class _Entry(msgspec.Struct, gc=False):
+    """The fields the summary uses, typed as the runner writes them. A status is
+    a string, None (JSON null) or UNSET (no such key); read by json, any other
+    status becomes its label (its JSON text)."""
+
+    run_id: str | None = None
+    duration_seconds: float | None = None
+    status: str | None | msgspec.UnsetType = msgspec.UNSET
+    guardrails_present: bool | None = None
+
+
+class _RunId(msgspec.Struct, gc=False):
+    run_id: str | None = None
+
+
+class _Nothing(msgspec.Struct, gc=False):
+    """An object, read for its syntax alone."""
+
+
+class _NotOneObjectALine(Exception):
+    """A block the first pass read by decode_lines alone holds a line that is not
+    one object: its run ids may not be the lines' own."""
+
+
+class _Reader:
+    """Reads a block of whole lines (see the comment above)."""
+
+    def __init__(self) -> None:
+        self.run_id_lines = msgspec.json.Decoder(_RunId).decode_lines
+        self.entry_lines = msgspec.json.Decoder(_Entry).decode_lines
+        self._entry_array = msgspec.json.Decoder(list[_Entry]).decode
+        self._object_array = msgspec.json.Decoder(list[_Nothing]).decode
+
+    def run_ids(self, data: bytes, check: bool) -> tuple[list[Any], bool]:
+        """First pass: the block's items (their run_id), and whether decode_lines
+        read it all. Unless ``check``, a block decode_lines takes is not checked
+        here: the second pass does it (``entries_of_decoded``)."""
+        if not check:
+            try:
+                return self.run_id_lines(data), True
+            except (msgspec.DecodeError, RecursionError):
+                pass
+        return self.read(data, self.run_id_lines, False, _ignore)
+
+    def entries_of_decoded(self, data: bytes, error: Callable[[str, str], None]) -> list[Any]:
+        """Second pass: the entries of a block the first pass read by decode_lines,
+        read as one array; that both take it shows every line is one object."""
+        text = _as_array(data)
+        try:
+            entries = self._entry_array(text)
+        except (msgspec.DecodeError, RecursionError):
+            try:
+                self._object_array(text)
+            except (msgspec.DecodeError, RecursionError):
+                raise _NotOneObjectALine from None
+            return self.read(data, self.entry_lines, True, error)[0]  # a line of other types
+        entries.pop()  # the {} closing the array
+        return entries
+
+    def read(
+        self, data: bytes, decode_lines: Callable[[bytes], list[Any]], whole: bool, error: Callable[[str, str], None]
+    ) -> tuple[list[Any], bool]:
+        """The block's items in line order, and whether ``decode_lines`` read it all.
+
+        ``whole``: every line of this block is known to be one object. A block
+        the C decoder refuses is read in halves, each the same way, down to the
+        lines at fault, which json reads (their errors go to ``error``).
+        """
+        try:
+            items = decode_lines(data)
+            if not whole:
+                self._object_array(_as_array(data))
+            return items, True
+        except (msgspec.DecodeError, RecursionError):
+            pass
+        # the last line break in the first half (or the first one, if it has none)
+        cut = data.rfind(b"\n", 0, len(data) // 2) + 1 or data.find(b"\n") + 1
+        if cut == len(data):
+            parsed = self._parse_line(data[:-1])
+            if isinstance(parsed, tuple):
+                error(*parsed)
+                return [], False
+            return ([] if parsed is None else [parsed]), False
+        first, _ = self.read(data[:cut], decode_lines, False, error)
+        second, _ = self.read(data[cut:], decode_lines, False, error)
+        return first + second, False
+
+    def _parse_line(self, raw: bytes) -> Any:
+        """A line read by json: None (blank), ``(error, raw)``, or an entry."""
+        text = raw.decode("utf-8", "replace").strip(_JS_WHITESPACE)
+        if not text:
+            return None
+        try:
+            value = JSON_PARSE.decode(text)
+        except json.JSONDecodeError as exc:
+            return (f"Invalid JSON: {json_error_text(exc, line=False)}", text)
+        except RecursionError:
+            return ("Invalid JSON: nested too deeply", text)
+        except ValueError as exc:
+            return (f"Invalid JSON: {exc}", text)
+        if not isinstance(value, dict):
+            return (f"Not a JSON object: the line holds {json_kind(value)}", text)
+        run_id = value.get("run_id")
+        duration = value.get("duration_seconds")
+        seconds: float | None = None
+        if isinstance(duration, (int, float)) and not isinstance(duration, bool):
+            try:
+                seconds = float(duration)
+            except OverflowError:
+                seconds = None
+        status = value.get("status", msgspec.UNSET)
+        return _Entry(
+            run_id=run_id if isinstance(run_id, str) else None,
+            duration_seconds=seconds,
+            status=status if status is None or status is msgspec.UNSET else _status_label(status),
+            guardrails_present=value.get("guardrails_present") is True,
+        )
+
+
+def _as_array(data: bytes) -> bytes:
+    """The block's lines as one JSON array, its line breaks made commas: [line,...,line,{}]."""
+    return b"".join((b"[", data.replace(b"\n", b","), b"{}]"))
+
+
+def _ignore(message: str, raw: str) -> None:
+    """Parse errors are reported by the pass that counts."""
+
+
+_RUN_ID = attrgetter("run_id")
+_FIRST = itemgetter(0)
+_DURATION = attrgetter("duration_seconds")
+_STATUS = attrgetter("status")
+_GUARDRAILS = attrgetter("guardrails_present")
+
+
+def _repeated_run_ids(
+    handle: BinaryIO, size: int, reader: _Reader, check: bool, most_ids: int
+) -> tuple[dict[str, Any], list[int]]:
+    """First pass: the run ids that may occur more than once, and the length of
+    each block decode_lines read whole (-1 for the others).
+
+    Every id goes into a table of one-byte slots by its hash (16 for each of
+    ``most_ids``, up to 2**_SLOT_BITS); an id whose slot is already taken (by
+    itself or by a colliding id) is kept. Raises _TooManyRuns when more ids come
+    than the table was made for (then too many would collide).
+    Every id that repeats is in the result; so are some that collide, which the
+    second pass then handles exactly like the others. A dict (values None) that
+    the second pass fills with each one's latest entry, sharing the keys.
+    """
+    slots = bytearray(1 << min(max(16, (16 * most_ids).bit_length()), _SLOT_BITS))
+    mask = len(slots) - 1
+    ids_allowed = len(slots) // 8 if len(slots) < 1 << _SLOT_BITS else size  # the largest table takes them all
+    repeated: set[str] = set()
+    whole_lengths: list[int] = []
+    for data in _whole_lines(handle, size):
+        items, whole = reader.run_ids(data, check)
+        whole_lengths.append(len(data) if whole else -1)
+        ids = list(map(_RUN_ID, items))
+        if None in ids:
+            ids = [run_id for run_id in ids if run_id is not None]
+        ids_allowed -= len(ids)
+        if ids_allowed < 0:
+            raise _TooManyRuns
+        where = list(map(operator.and_, map(hash, ids), repeat(mask)))
+        # Each id's slot as it was before the id was put in it (zip reads a slot, then
+        # sets it). operator's functions, not bound slot wrappers: faster in map().
+        taken = map(operator.getitem, repeat(slots), where)
+        marking = map(operator.setitem, repeat(slots), where, repeat(1))
+        seen = bytes(map(_FIRST, zip(taken, marking, strict=True)))
+        if 1 in seen:
+            repeated.update(compress(ids, seen))
+    return dict.fromkeys(repeated), whole_lengths
+
+
+class _TooManyRuns(Exception):
+    """More run ids than the first pass's table was made for."""
+
+
+class _Durations:
+    """The durations counted: their exact sum (what math.fsum of them all gives)
+    and count, held in a bounded buffer, or every one of them when asked."""
+
+    def __init__(self, keep_all: bool) -> None:
+        self.keep_all = keep_all
+        self.held: array[float] = array("d")
+        self.folded: list[float] = []  # floats whose exact sum is that of the durations no longer held
+        self.count = 0
+
+    def add(self, values: list[float | None]) -> None:
+        """Add the real, non-negative, finite ones of ``values``."""
+        if None in values:
+            values = [v for v in values if v is not None]
+        if values and not (min(values) >= 0 and max(values) < math.inf):  # type: ignore[type-var, operator]
+            values = [v for v in values if 0 <= v < math.inf]  # type: ignore[operator]
+        self.held.extend(values)  # type: ignore[arg-type]
+        self.count += len(values)
+        if len(self.held) >= _DURATIONS_HELD and not self.keep_all:
+            self.folded = _exact_parts([*self.folded, *self.held])
+            del self.held[:]
+
+    def average(self) -> float | None:
+        return math.fsum([*self.folded, *self.held]) / self.count if self.count else None
+
+
+def _exact_parts(values: list[float]) -> list[float]:
+    """A few floats whose exact sum is the exact sum of ``values``: each the sum,
+    correctly rounded by fsum, of what the ones before it left over."""
+    parts: list[float] = []
+    rest = math.fsum(values)
+    while rest:  # the exact remainder is a multiple of the smallest float: zero only when nothing is left
+        parts.append(rest)
+        values.append(-rest)
+        rest = math.fsum(values)
+    return parts
+
+
+class _Scan:
+    """The second pass: counts, the latest entry of candidate runs, errors."""
+
+    def __init__(self, candidates: dict[str, Any], keep_durations: bool) -> None:
+        # The ids the first pass found may repeat; their latest entries go into
+        # that same dict (its values are None until seen).
+        self.latest = candidates
+        self.statuses: Counter[Any] = Counter()
+        self.statuses_folded = False
+        self.guarded = 0
+        self.durations = _Durations(keep_durations)
+        self.errors: list[dict[str, str]] = []
+        self.errors_omitted = 0
+        self._error_chars = 0
+
+    def error(self, message: str, raw: str) -> None:
+        if len(self.errors) >= PARSE_ERRORS_KEPT or self._error_chars + len(raw) > _PARSE_ERROR_CHARS_KEPT:
+            self.errors_omitted += 1
+            return
+        self._error_chars += len(raw)
+        self.errors.append({"error": message, "raw": raw})
+
+    def overlong_line(self, head: bytes, length: int) -> None:
+        raw = head.decode("utf-8", "replace").strip(_JS_WHITESPACE)[:1024] + "…"
+        self.error(f"Line too long to be a metrics entry: {length} bytes (limit {MAX_LINE_BYTES})", raw)
+
+    def take(self, entries: list[Any]) -> None:
+        """Take entries in line order: candidates into ``latest``, others counted now."""
+        chosen = list(map(self.latest.__contains__, map(_RUN_ID, entries)))
+        if True in chosen:
+            picked = list(compress(entries, chosen))
+            self.latest.update(zip(map(_RUN_ID, picked), picked, strict=True))
+            entries = list(compress(entries, map(operator.not_, chosen)))
+        self._tally(entries)
+
+    def _tally(self, entries: list[Any]) -> None:
+        self.statuses.update(map(_STATUS, entries))
+        if len(self.statuses) > _STATUSES_KEPT or (self.statuses_folded and len(self.statuses) > 3):
+            self._fold_statuses()
+        self.guarded += operator.countOf(map(_GUARDRAILS, entries), True)
+        self.durations.add(list(map(_DURATION, entries)))
+
+    def _fold_statuses(self) -> None:
+        """Thousands of distinct statuses (a corrupt or hostile file): keep
+        succeeded and failed, count the others as one (from then on), so memory
+        stays flat."""
+        self.statuses_folded = True
+        folded: Counter[Any] = Counter()
+        for status, count in self.statuses.items():
+            folded[status if status in ("succeeded", "failed") else _OTHER_STATUSES] += count
+        self.statuses = folded
+
+    def result(self, loc: Locations) -> MetricsSummary:
+        self._tally([entry for entry in self.latest.values() if entry is not None])
+        self.latest.clear()
+        status_counts: Counter[str] = Counter()
+        for status, count in self.statuses.items():
+            label = status if isinstance(status, str) else "null" if status is None else _MISSING_STATUS
+            status_counts[label] += count
+        durations = self.durations
+        return MetricsSummary(
+            generated_at=iso_now(),
+            task_id=loc.task_id,
+            metrics_file=loc.rel(loc.metrics_file),
+            entries_total=sum(status_counts.values()),
+            entries_succeeded=status_counts.get("succeeded", 0),
+            entries_failed=status_counts.get("failed", 0),
+            guardrails_present=self.guarded,
+            parse_errors=self.errors,
+            parse_errors_omitted=self.errors_omitted,
+            status_counts=dict(status_counts.most_common()),
+            average_duration_seconds=durations.average(),
+            durations=durations.held if durations.keep_all else None,
+        )
