@@ -420,6 +420,25 @@ async def connect(
         yield session
 
 
+def import_sdk() -> None:
+    """Import the SDK (~0.6 s here: some 600 modules, most of the time pydantic
+    building the protocol's models) with the cyclic garbage collector paused.
+
+    The import allocates a great many objects that live as long as the process,
+    and about a tenth of its time went to collections that found nothing to
+    free (BENCHMARKS.md). Afterwards the objects are frozen out of later
+    collections as well, which then do not walk them again at every command.
+    """
+    import gc
+
+    gc.disable()
+    try:
+        import mcp  # noqa: F401
+    finally:
+        gc.freeze()
+        gc.enable()
+
+
 @contextlib.asynccontextmanager
 async def initialized_session(
     read_stream: Any,

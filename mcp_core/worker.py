@@ -44,6 +44,7 @@ from mcp_core.mcp_client import (
     ToolAnswer,
     ToolInvocationError,
     first_instance,
+    import_sdk,
     spawn_server,
     stop_server,
     tool_error_in,
@@ -334,7 +335,8 @@ def run_loop(
     """``session()`` in an event loop; whatever it raises ends the run failed
     (the run must not stay in progress), at the command open on disk."""
     try:
-        import anyio  # the SDK is imported while the server starts up
+        import_sdk()  # while a spawned server starts up
+        import anyio
 
         return anyio.run(session)
     except BaseException as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -203,3 +204,19 @@ def test_a_cancelled_call_tells_the_server_and_lets_its_turn_end(tmp_path: Path)
     assert log.lines.index("codex event turn_aborted: interrupted") > log.lines.index(
         "codex event stream_error: Reconnecting... waiting for network"
     )
+
+
+def test_the_sdk_is_imported_with_collections_paused_then_resumed() -> None:
+    # In a fresh interpreter: here the SDK is imported already.
+    script = (
+        "import gc, sys\n"
+        "from mcp_core.mcp_client import import_sdk\n"
+        "assert 'mcp' not in sys.modules\n"
+        "import_sdk()\n"
+        "print('mcp' in sys.modules, 'mcp.client._memory' in sys.modules, gc.isenabled(), gc.get_freeze_count())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    imported, memory_transport, collecting, frozen = done.stdout.split()
+    assert (imported, memory_transport, collecting) == ("True", "True", "True")
+    assert int(frozen) > 100_000  # the SDK's objects are out of later collections
