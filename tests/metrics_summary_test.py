@@ -358,6 +358,36 @@ def test_an_overlong_line_is_an_error_and_the_next_lines_count(repo: Path) -> No
     assert error["raw"] == huge[:1024] + "…"
 
 
+@pytest.mark.parametrize("read_bytes", [7, 64, 99])  # less than the limit, as 256 KiB is
+def test_lines_at_the_length_limit_whatever_the_reads(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, read_bytes: int
+) -> None:
+    """Lines up to the limit count and longer ones are errors (their start shown), wherever
+    the reads cut them: one line over many reads, several in one, an overlong one last, unended."""
+    monkeypatch.setattr(metrics_summary, "MAX_LINE_BYTES", 100)
+    monkeypatch.setattr(metrics_summary, "_READ_BYTES", read_bytes)
+
+    def padded(run_id: str, length: int) -> str:
+        line = '{"run_id":"' + run_id + '","status":"failed","pad":""}'
+        return line[:-2] + "p" * (length - len(line)) + '"}'
+
+    lengths = [20, 100, 101, 30, 99, 350, 1, 100, 25, 101, 100, 40, 230]
+    lines = [padded(f"r{n}", length) if length >= 40 else "garbage"[:length] for n, length in enumerate(lengths)]
+    write_metrics(repo, "\n".join(lines))  # the last line (overlong) has no line break
+    summary = metrics_summary.summarize(loc_for(repo))
+    too_long = [(len(line), line) for line in lines if len(line) > 100]
+    assert [e["error"] for e in summary.parse_errors if e["error"].startswith("Line too long")] == [
+        f"Line too long to be a metrics entry: {length} bytes (limit 100)" for length, _ in too_long
+    ]
+    heads = [e["raw"] for e in summary.parse_errors if e["error"].startswith("Line too long")]
+    assert all(raw.endswith("…") and line.startswith(raw[:-1]) for raw, (_, line) in zip(heads, too_long, strict=True))
+    counted = [line for line in lines if 40 <= len(line) <= 100]
+    assert summary.entries_total == len(counted) == 5
+    assert [e["raw"] for e in summary.parse_errors if e["raw"].startswith("garbage"[:1])] == [
+        line for line in lines if len(line) < 40
+    ]
+
+
 def test_lines_across_read_blocks(repo: Path) -> None:
     """Several MiB, so lines straddle the reads, with a long (2 MiB) valid line too."""
     rng = random.Random(7)
