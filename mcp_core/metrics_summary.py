@@ -11,6 +11,7 @@ import json
 import math
 import operator
 import os
+import sys
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -19,12 +20,23 @@ from itertools import compress, repeat
 from operator import attrgetter, itemgetter
 from typing import Any
 
-import msgspec
-
 from mcp_core import store
 from mcp_core.jsfmt import dumps_compact, iso_now
 from mcp_core.jsonparse import JSON_PARSE, json_error_text, json_kind
 from mcp_core.paths import Locations
+
+# msgspec._utils imports typing_extensions when it can, for a get_type_hints that
+# Python's own typing has too (and falls back to it): typing_extensions imports
+# inspect, ast, dis and tokenize, a sixth of the summary's start-up. So unless
+# something imported it already, msgspec is imported as if it were not installed.
+_TYPING_EXTENSIONS_HELD_OFF = "typing_extensions" not in sys.modules
+if _TYPING_EXTENSIONS_HELD_OFF:
+    sys.modules["typing_extensions"] = None  # type: ignore[assignment]  # an ImportError for msgspec
+try:
+    import msgspec
+finally:
+    if _TYPING_EXTENSIONS_HELD_OFF:
+        del sys.modules["typing_extensions"]
 
 # ---------------------------------------------------------------------------
 # metrics.json can hold a million lines, so the summary streams it in blocks

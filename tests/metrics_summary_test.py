@@ -15,6 +15,8 @@ import json
 import math
 import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +193,29 @@ def test_a_metrics_file_that_is_no_regular_file_is_refused_at_once(repo: Path) -
     os.mkfifo(loc.metrics_file)
     with pytest.raises(OSError, match="not a regular file"):
         metrics_summary.summarize(loc)
+
+
+def test_the_summary_imports_msgspec_without_typing_extensions(fixture_repo: Path) -> None:
+    """typing_extensions (and the inspect, ast, dis and tokenize it imports) is held off
+    msgspec's import in the command's process, and importable afterwards as usual."""
+    program = (
+        "import sys, io\n"
+        "from mcp_core.commands.metrics import main\n"
+        "sys.stdout = io.StringIO()\n"
+        "code = main([])\n"
+        "sys.stdout = sys.__stdout__\n"
+        "print(code, sorted({'typing_extensions', 'inspect'} & set(sys.modules)))\n"
+        "import typing_extensions\n"
+        "print(typing_extensions.get_type_hints is not None)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, "MCP_RUNNER_REPO_ROOT": str(fixture_repo)},
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    assert result.stdout.split("\n")[:2] == ["0 []", "True"], result.stdout + result.stderr
+    summary = json.loads((fixture_repo / ".runs" / "0001" / "metrics-summary.json").read_text())
+    assert summary["entries_total"] == 5
 
 
 # -- bad lines (docs/interface.md section 8) --------------------------------------------
