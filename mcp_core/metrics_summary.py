@@ -7,7 +7,6 @@ end of a run), so that only the summary imports msgspec.
 from __future__ import annotations
 
 import fcntl
-import json
 import math
 import operator
 import os
@@ -18,11 +17,10 @@ from collections.abc import Callable, Iterator
 from io import BufferedReader
 from itertools import compress, repeat
 from operator import attrgetter, itemgetter
-from typing import Any
+from typing import Annotated, Any
 
 from mcp_core import store
 from mcp_core.jsfmt import dumps_compact, iso_now
-from mcp_core.jsonparse import JSON_PARSE, json_error_text, json_kind
 from mcp_core.paths import Locations
 
 # msgspec._utils imports typing_extensions when it can, for a get_type_hints that
@@ -342,10 +340,11 @@ def _status_label(value: object) -> str:
 class _Entry(msgspec.Struct, gc=False):
     """The fields the summary uses, typed as the runner writes them. A status is
     a string, None (JSON null) or UNSET (no such key); read by json, any other
-    status becomes its label (its JSON text)."""
+    status becomes its label (its JSON text). A duration is None unless a real,
+    non-negative, finite number (the C decoder refuses others: json reads them)."""
 
     run_id: str | None = None
-    duration_seconds: float | None = None
+    duration_seconds: Annotated[float, msgspec.Meta(ge=0)] | None = None
     status: str | None | msgspec.UnsetType = msgspec.UNSET
     guardrails_present: bool | None = None
 
@@ -429,6 +428,10 @@ class _Reader:
 
     def _parse_line(self, raw: bytes) -> Any:
         """A line read by json: None (blank), ``(error, raw)``, or an entry."""
+        import json  # only for lines the C decoder refuses: not part of the start-up
+
+        from mcp_core.jsonparse import JSON_PARSE, json_error_text, json_kind
+
         text = raw.decode("utf-8", "replace").strip(_JS_WHITESPACE)
         if not text:
             return None
@@ -449,6 +452,8 @@ class _Reader:
             try:
                 seconds = float(duration)
             except OverflowError:
+                seconds = None
+            if seconds is not None and not 0 <= seconds < math.inf:
                 seconds = None
         status = value.get("status", msgspec.UNSET)
         return _Entry(
@@ -529,11 +534,10 @@ class _Durations:
         self.count = 0
 
     def add(self, values: list[float | None]) -> None:
-        """Add the real, non-negative, finite ones of ``values``."""
+        """Add those of ``values`` that are not None (the entries' durations: real,
+        non-negative and finite, or None)."""
         if None in values:
             values = [v for v in values if v is not None]
-        if values and not (min(values) >= 0 and max(values) < math.inf):  # type: ignore[type-var, operator]
-            values = [v for v in values if 0 <= v < math.inf]  # type: ignore[operator]
         self.held.extend(values)  # type: ignore[arg-type]
         self.count += len(values)
         if len(self.held) >= _DURATIONS_HELD and not self.keep_all:
