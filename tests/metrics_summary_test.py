@@ -17,6 +17,7 @@ import os
 import random
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -310,6 +311,27 @@ def test_status_and_guardrail_counts(repo: Path) -> None:
     assert data["success_rate"] == 1 / 6
     assert data["guardrail_coverage"] == 0.5
     assert summary.status_counts == {"failed": 2, "succeeded": 1, "cancelled": 1, "null": 1, "(missing)": 1}
+
+
+def test_status_counts_keep_the_order_of_first_appearance(repo: Path) -> None:
+    """Equal counts are listed in the order the statuses first appear (the table's
+    rows), however the blocks count them (succeeded and failed are counted by
+    comparison once seen, other statuses by hashing)."""
+    rng = random.Random(5)
+    statuses = ["failed", "cancelled", None, "succeeded"] + [
+        rng.choice(["succeeded", "failed", "succeeded", "cancelled", "timed_out", None]) for _ in range(3000)
+    ]
+    succeeded, failed = statuses.count("succeeded"), statuses.count("failed")
+    statuses += ["failed"] * (succeeded - failed) + ["succeeded"] * (failed - succeeded)  # a tie at the top
+    lines = [line_of(entry(f"r{n}", status)) for n, status in enumerate(statuses)]
+    lines.insert(1500, '{"run_id":"no-status"}')
+    write_metrics(repo, "\n".join(lines) + "\n")
+    labels = ["null" if status is None else status for status in statuses]
+    labels.insert(1500, "(missing)")
+    expected = list(Counter(labels).most_common())
+    assert expected[0][1] == expected[1][1]
+    for summary in summarize_each_way(loc_for(repo)):
+        assert list(summary.status_counts.items()) == expected
 
 
 # -- each run once, by its latest line (docs/interface.md section 8) --------------------
