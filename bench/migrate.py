@@ -12,7 +12,7 @@ in a real tree; the files it only moves are hard links to the template.
 
 No tree is deleted until every sample is taken, and a sample starts at least
 a minute after the previous one ended. On a file system without a journal (this
-machine's), ext4 passes over inodes freed in the last minute (five, while their
+machine's), ext4 passes over inodes freed in the last minute (six, while their
 table block is not yet written) whenever it allocates one: removing the previous
 sample's tree just before a sample, or the manifests the previous migration
 replaced, made each mkdir, symlink and file creation scan through thousands of
