@@ -47,6 +47,20 @@ def fixture_repo(repo: Path) -> Path:
     return repo
 
 
+# What the recorded tree's metrics.json sums to (the summary's keys in order, without generated_at).
+FIXTURE_METRICS_FIGURES = {
+    "task_id": "0001",
+    "metrics_file": ".runs/0001/metrics.json",
+    "entries_total": 5,
+    "entries_succeeded": 1,
+    "entries_failed": 4,
+    "success_rate": 0.2,
+    "guardrail_coverage": 0.2,
+    "average_duration_seconds": 31.3668,
+    "parse_errors": [],
+}
+
+
 def runner_env(repo: Path, **extra: str) -> dict[str, str]:
     """The environment for a CLI run against ``repo``, with no inherited runner settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_RUNNER_")}

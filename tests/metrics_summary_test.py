@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import FIXTURE_METRICS_FIGURES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -153,21 +154,8 @@ def figures(summary: metrics_summary.MetricsSummary) -> dict[str, Any]:
 def test_fixture_figures(fixture_repo: Path) -> None:
     summary = metrics_summary.summarize(loc_for(fixture_repo), keep_durations=True)
     data = summary.to_json()
-    assert list(data) == [
-        "generated_at", "task_id", "metrics_file", "entries_total", "entries_succeeded", "entries_failed",
-        "success_rate", "guardrail_coverage", "average_duration_seconds", "parse_errors",
-    ]  # fmt: skip
-    assert {k: v for k, v in data.items() if k != "generated_at"} == {
-        "task_id": "0001",
-        "metrics_file": ".runs/0001/metrics.json",
-        "entries_total": 5,
-        "entries_succeeded": 1,
-        "entries_failed": 4,
-        "success_rate": 0.2,
-        "guardrail_coverage": 0.2,
-        "average_duration_seconds": 31.3668,
-        "parse_errors": [],
-    }
+    assert list(data) == ["generated_at", *FIXTURE_METRICS_FIGURES]
+    assert {k: v for k, v in data.items() if k != "generated_at"} == FIXTURE_METRICS_FIGURES
     assert summary.status_counts == {"failed": 4, "succeeded": 1}
     assert summary.median_duration_seconds() == 35.977
     assert sorted(summary.durations) == [0.0, 7.284, 35.977, 53.707, 59.866]

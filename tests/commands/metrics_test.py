@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import CHECKOUT, SCRIPTS, run_script, runner_env, snapshot
+from conftest import CHECKOUT, FIXTURE_METRICS_FIGURES, SCRIPTS, run_script, runner_env, snapshot
 
 METRICS = "mcp-runner-metrics.js"
 USAGE_LINE = "Usage: node scripts/mcp-runner-metrics.js [--summarize]"
@@ -39,19 +39,6 @@ def run_form(form: str, *args: str, repo: Path, env: dict[str, str] | None = Non
 
 
 FORMS = pytest.mark.parametrize("form", ["direct", "node"])
-FIXTURE_FIGURES = {
-    "task_id": "0001",
-    "metrics_file": ".runs/0001/metrics.json",
-    "entries_total": 5,
-    "entries_succeeded": 1,
-    "entries_failed": 4,
-    "success_rate": 0.2,
-    "guardrail_coverage": 0.2,
-    "average_duration_seconds": 31.3668,
-    "parse_errors": [],
-}
-
-
 def summary_file(repo: Path) -> Path:
     return repo / ".runs" / "0001" / "metrics-summary.json"
 
@@ -64,8 +51,8 @@ def test_fixture_summary(fixture_repo: Path, form: str, args: list[str]) -> None
     assert (result.returncode, result.stdout, result.stderr) == (0, WRITTEN, "")
     text = summary_file(fixture_repo).read_text()
     data = json.loads(text)
-    assert list(data) == ["generated_at", *FIXTURE_FIGURES]
-    assert {k: v for k, v in data.items() if k != "generated_at"} == FIXTURE_FIGURES
+    assert list(data) == ["generated_at", *FIXTURE_METRICS_FIGURES]
+    assert {k: v for k, v in data.items() if k != "generated_at"} == FIXTURE_METRICS_FIGURES
     # Byte for byte as the old runner wrote it (fixture's metrics-summary.json), but the time.
     assert text == (
         "{\n"
@@ -112,7 +99,7 @@ def test_table_format(fixture_repo: Path) -> None:
     )
     # The file is written as always, without the table's extra figures.
     assert {k: v for k, v in json.loads(summary_file(fixture_repo).read_text()).items() if k != "generated_at"} == (
-        FIXTURE_FIGURES
+        FIXTURE_METRICS_FIGURES
     )
 
 
