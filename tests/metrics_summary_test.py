@@ -564,6 +564,19 @@ def test_runner_shaped_lines_that_json_rejects(repo: Path, case: str) -> None:
     assert figures(summary) == reference(content)  # the parse errors' raw lines included
 
 
+def given_to_two_passes(monkeypatch: pytest.MonkeyPatch, keyword: str) -> list[Any]:
+    """What each start of the two passes is given as ``keyword``, in order (filled as the summary runs)."""
+    given: list[Any] = []
+    two_passes = metrics_summary._two_passes
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        given.append(kwargs[keyword])
+        return two_passes(*args, **kwargs)
+
+    monkeypatch.setattr(metrics_summary, "_two_passes", recorded)
+    return given
+
+
 @pytest.mark.parametrize(("case", "attempts"), [("swallowed", [False, True]), ("other types", [False])])
 def test_only_lines_decode_lines_misread_start_the_passes_again(
     repo: Path, monkeypatch: pytest.MonkeyPatch, case: str, attempts: list[bool]
@@ -573,14 +586,7 @@ def test_only_lines_decode_lines_misread_start_the_passes_again(
     every block itself. A line of other types only is read in halves, no new start."""
     content = "\n".join([_GOOD, *RUNNER_SHAPED_BUT_INVALID[case], line_of(entry("last", "failed", 5))]).encode() + b"\n"
     write_metrics(repo, content)
-    checked: list[bool] = []
-    two_passes = metrics_summary._two_passes
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        checked.append(kwargs["check_first"])
-        return two_passes(*args, **kwargs)
-
-    monkeypatch.setattr(metrics_summary, "_two_passes", counted)
+    checked = given_to_two_passes(monkeypatch, "check_first")
     assert figures(metrics_summary.summarize(loc_for(repo))) == reference(content)
     assert checked == attempts
 
@@ -628,14 +634,7 @@ def test_a_wrong_guess_of_the_line_count_starts_again(repo: Path, monkeypatch: p
     lines += [line_of({"run_id": f"r{n % 9000}", "status": "failed", "duration_seconds": n}) for n in range(10_000)]
     content = ("\n".join(lines) + "\n").encode()
     write_metrics(repo, content)
-    attempts: list[int] = []
-    two_passes = metrics_summary._two_passes
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        attempts.append(kwargs["most_ids"])
-        return two_passes(*args, **kwargs)
-
-    monkeypatch.setattr(metrics_summary, "_two_passes", counted)
+    attempts = given_to_two_passes(monkeypatch, "most_ids")
     summary = metrics_summary.summarize(loc_for(repo))
     assert figures(summary) == reference(content)
     assert [e["raw"] for e in summary.parse_errors] == ["garbage"]
