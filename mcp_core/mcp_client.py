@@ -253,8 +253,14 @@ async def pipe_transport(
                     line = bytes(buffer[:end])
                     del buffer[: end + 1]
                     message = parse(line)
-                    if message is not None:
+                    if message is None:
+                        continue
+                    try:
                         await read_send.send(SessionMessage(message))
+                    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                        # The session has ended (a call timed out, say) while the
+                        # server still talks: nothing reads its messages any more.
+                        return
 
     async def write_messages() -> None:
         broken = False

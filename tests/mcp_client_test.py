@@ -114,6 +114,19 @@ def test_notification_storms_are_logged_one_readable_line_each(tmp_path: Path) -
     assert "notification notifications/message: {\"level\": \"info\", \"data\": \"busy\"}" in log.lines
 
 
+def test_a_session_can_end_while_the_server_still_talks(tmp_path: Path) -> None:
+    """The call times out while the server sends notifications without end: the
+    session closes with messages still coming in, and only the timeout is raised
+    (the reader used to fail on the closed stream, and the worker with it)."""
+
+    async def body(session: McpSession) -> str:
+        with pytest.raises(ToolInvocationError):
+            await session.call_tool("codex", {"prompt": "p"}, 0.2)
+        return "ended"
+
+    assert session_run(start("chatter", tmp_path=tmp_path), Logged(), body) == "ended"
+
+
 @pytest.mark.parametrize(
     ("mode", "message", "code"), [("crash", "Connection closed", -32000), ("rpc-error", "internal boom", -32603)]
 )

@@ -24,6 +24,7 @@ properly; ``tools/call`` goes as ``mode`` says:
     crash        exits with status 3 mid-call
     stray-line   a non-JSON line on stdout before each answer
     storm        2000 codex/event notifications (and a log message) before answering
+    chatter      codex/event notifications without end; never answers
     exit-at-once exits before reading anything
 
 ``schema`` is ``hyphen`` (``approval-policy`` and ``cwd``, no additional
@@ -123,6 +124,11 @@ def answer_call(request_id: object, arguments: dict) -> None:
             send({"jsonrpc": "2.0", "method": "codex/event", "params": {"msg": {"type": "delta", "n": n}}})
         send({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": "busy"}})
         text_result(request_id, json.dumps(ok))
+    elif MODE == "chatter":
+        n = 0
+        while True:  # until the client stops reading (a broken pipe ends the process)
+            send({"jsonrpc": "2.0", "method": "codex/event", "params": {"msg": {"type": "delta", "n": n}}})
+            n += 1
     else:
         sys.exit(f"unknown mode {MODE}")
 
