@@ -233,3 +233,23 @@ def test_the_sdk_is_imported_with_collections_paused_then_resumed() -> None:
     imported, memory_transport, collecting, frozen = done.stdout.split()
     assert (imported, memory_transport, collecting) == ("True", "True", "True")
     assert int(frozen) > 100_000  # the SDK's objects are out of later collections
+
+
+def test_the_sdks_models_are_built_at_first_use_and_later_models_at_once() -> None:
+    script = (
+        "import pydantic\n"
+        "from pydantic._internal._config import config_defaults\n"
+        "from mcp_core.mcp_client import import_sdk\n"
+        "import_sdk()\n"
+        "import mcp_types\n"
+        "model = mcp_types.CallToolResult\n"
+        "print(model.__pydantic_complete__, config_defaults['defer_build'])\n"
+        "result = model.model_validate({'content': [{'type': 'text', 'text': 'hi'}], 'isError': True})\n"
+        "print(model.__pydantic_complete__, result.content[0].text, result.is_error)\n"
+        "class DefinedAfter(pydantic.BaseModel):\n"
+        "    number: int\n"
+        "print(DefinedAfter.__pydantic_complete__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["False False", "True hi True", "True"]
