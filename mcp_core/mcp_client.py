@@ -443,6 +443,8 @@ def import_sdk() -> None:
     """
     import gc
 
+    if "mcp" in sys.modules:
+        return
     try:
         from pydantic._internal._config import config_defaults
     except ImportError:

@@ -253,3 +253,16 @@ def test_the_sdks_models_are_built_at_first_use_and_later_models_at_once() -> No
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["False False", "True hi True", "True"]
+
+
+@pytest.mark.parametrize("server_module", ["mcp_core.servers.local", "mcp_core.servers.codex_exec"])
+def test_the_stdio_servers_import_the_sdk_the_same_way(server_module: str) -> None:
+    script = (
+        "import gc, sys\n"
+        f"import {server_module}\n"
+        "import mcp_types\n"
+        "print(mcp_types.CallToolResult.__pydantic_complete__, gc.isenabled(), gc.get_freeze_count() > 100_000)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True", "True"]

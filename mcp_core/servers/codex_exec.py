@@ -55,14 +55,17 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
-
 from mcp_core import server_select
 from mcp_core.codex_events import LATEST_EVENT_ENV, LatestEvent, describe_exec_event
 from mcp_core.errors import RunnerError
 from mcp_core.jsfmt import iso_now
+from mcp_core.mcp_client import import_sdk
 from mcp_core.servers import common
+
+import_sdk()  # before the SDK's modules below: its models then build at first use
+
+from mcp.server.mcpserver import MCPServer  # noqa: E402
+from mcp.server.mcpserver.exceptions import ToolError  # noqa: E402
 
 ANSWER_SCHEMA = {
     "type": "object",

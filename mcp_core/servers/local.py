@@ -16,11 +16,14 @@ import contextlib
 import os
 import sys
 
-from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
-
 from mcp_core import process, protocol
+from mcp_core.mcp_client import import_sdk
 from mcp_core.servers import common
+
+import_sdk()  # before the SDK's modules below: its models then build at first use
+
+from mcp.server.mcpserver import MCPServer  # noqa: E402
+from mcp.server.mcpserver.exceptions import ToolError  # noqa: E402
 
 
 async def run_prompt(
