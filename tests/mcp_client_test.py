@@ -219,8 +219,14 @@ def test_a_cancelled_call_tells_the_server_and_lets_its_turn_end(tmp_path: Path)
     )
 
 
+def output_of_fresh_interpreter(script: str) -> str:
+    """What ``script`` prints in a fresh interpreter (in this one the SDK is imported already)."""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def test_the_sdk_is_imported_with_collections_paused_then_resumed() -> None:
-    # In a fresh interpreter: here the SDK is imported already.
     script = (
         "import gc, sys\n"
         "from mcp_core.mcp_client import import_sdk\n"
@@ -228,9 +234,7 @@ def test_the_sdk_is_imported_with_collections_paused_then_resumed() -> None:
         "import_sdk()\n"
         "print('mcp' in sys.modules, 'mcp.client._memory' in sys.modules, gc.isenabled(), gc.get_freeze_count())\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    imported, memory_transport, collecting, frozen = done.stdout.split()
+    imported, memory_transport, collecting, frozen = output_of_fresh_interpreter(script).split()
     assert (imported, memory_transport, collecting) == ("True", "True", "True")
     assert int(frozen) > 100_000  # the SDK's objects are out of later collections
 
@@ -250,9 +254,7 @@ def test_the_sdks_models_are_built_at_first_use_and_later_models_at_once() -> No
         "    number: int\n"
         "print(DefinedAfter.__pydantic_complete__)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["False False", "True hi True", "True"]
+    assert output_of_fresh_interpreter(script).splitlines() == ["False False", "True hi True", "True"]
 
 
 @pytest.mark.parametrize("server_module", ["mcp_core.servers.local", "mcp_core.servers.codex_exec"])
@@ -263,6 +265,4 @@ def test_the_stdio_servers_import_the_sdk_the_same_way(server_module: str) -> No
         "import mcp_types\n"
         "print(mcp_types.CallToolResult.__pydantic_complete__, gc.isenabled(), gc.get_freeze_count() > 100_000)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["False", "True", "True"]
+    assert output_of_fresh_interpreter(script).split() == ["False", "True", "True"]
