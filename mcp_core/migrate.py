@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mcp_core import pointers, store
+from mcp_core import pointers, run_record, store
 from mcp_core.errors import RunnerError
 from mcp_core.jsfmt import dumps_compact, dumps_pretty, iso_now, stamp
 from mcp_core.jsonparse import JSON_PARSE, json_error_text, json_kind
@@ -310,7 +310,7 @@ def move(loc: Locations, run_id: str, manifest: dict[str, Any], now: str, *, aft
     source = loc.legacy_root / run_id
     if after_crash:
         _remove_write_debris(source)
-    store.write_json(source / MANIFEST_NAME, migrated_manifest(manifest, loc, run_id, now))
+    run_record.migrated(source / MANIFEST_NAME, migrated_manifest(manifest, loc, run_id, now))
     _move_directory(source, loc.runs_root / run_id)
     pointers.create_pointer(loc, run_id, now)
 
@@ -413,7 +413,7 @@ def recover(loc: Locations, now: str) -> list[str]:
         with contextlib.suppress(OSError, ValueError):
             manifest = store.read_json(destination / MANIFEST_NAME)
             if isinstance(manifest, dict) and not _has_migrated_keys(manifest, loc, run_id):
-                store.write_json(destination / MANIFEST_NAME, migrated_manifest(manifest, loc, run_id, now))
+                run_record.migrated(destination / MANIFEST_NAME, migrated_manifest(manifest, loc, run_id, now))
         if state != "complete":
             if state == "leftover":
                 _remove_copied_source(loc.legacy_root / run_id)

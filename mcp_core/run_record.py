@@ -20,6 +20,7 @@ checks the state it starts from and who makes it:
 | ended              | the worker owning it| not terminal                           |
 |                    | or cancel           | not terminal, worker not alive here    |
 | metrics recorded   | anyone              | terminal, that same ending             |
+| migrated           | migrate (its lock)  | a legacy run, read and checked         |
 
 A worker is identified by its pid and start time (``runner_pid``,
 ``runner_start_ticks``). A change by a worker that no longer owns a live run
@@ -471,3 +472,14 @@ def metrics_recorded(path: Path, ending: tuple[Any, Any], noted_key: str) -> Non
         return True
 
     update(path, change)
+
+
+# --- migrate -----------------------------------------------------------------------
+
+
+def migrated(path: Path, record: dict[str, Any]) -> None:
+    """A legacy run's manifest with its task-scoped keys, written whole where it
+    is (``migrate.migrated_manifest`` made it from the manifest just read and
+    checked). Legacy runs are the old runner's, so no worker of ours writes
+    them, and every pass that moves them holds migrate's lock."""
+    store.write_json(path, record)

@@ -445,3 +445,28 @@ def test_cancel_on_a_read_only_runs_says_what_it_did(repo: Path, cleanup: list[s
     again = run_script("mcp-runner-cancel.sh", run.run_id, repo=repo, env=run.env)
     assert again.returncode == 0, again.stderr
     assert_cancelled_once(run)
+
+
+def manifest_writes_outside_run_record() -> list[str]:
+    """Calls in mcp_core that write a file named by a manifest's name or path, other
+    than in run_record (the one owner) and store (the writing itself)."""
+    import ast
+
+    writers = {"write_json", "update_json", "atomic_write_text"}
+    found = []
+    for path in sorted((CHECKOUT / "mcp_core").rglob("*.py")):
+        if path.name in ("run_record.py", "store.py"):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and node.args):
+                continue
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            target = ast.unparse(node.args[0])
+            if name in writers and ("MANIFEST_NAME" in target or "manifest" in target.lower()):
+                found.append(f"{path.relative_to(CHECKOUT)}:{node.lineno}: {ast.unparse(node)[:80]}")
+    return found
+
+
+def test_only_run_record_writes_a_runs_manifest() -> None:
+    assert manifest_writes_outside_run_record() == []
