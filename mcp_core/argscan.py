@@ -202,3 +202,11 @@ def timeout_number(value: str) -> int | float:
     """A ``--timeout`` as stored: a number, integral values as ints (3600, not 3600.0)."""
     number = float(value.strip())
     return int(number) if number.is_integer() else number
+
+
+def whole_number(flag: str, value: str) -> int:
+    """A count flag's value: a whole number above 0 (argscan has checked it is numeric)."""
+    number = float(value)
+    if not number.is_integer():
+        raise UsageError(f"{flag} requires a whole number")
+    return int(number)

@@ -189,3 +189,11 @@ def slugify(command: str) -> str:
 
 def command_file_name(index: int, command: str) -> str:
     return f"{index:02d}-{slugify(command)}.json"
+
+
+def task_locations(task: str | None) -> Locations:
+    """The locations of the task ``task`` (a --task flag), else of the environment's."""
+    env = dict(os.environ)
+    if task is not None:
+        env["MCP_RUNNER_TASK_ID"] = task
+    return locate(env)  # locate refuses a task id that is not one plain name

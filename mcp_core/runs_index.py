@@ -24,8 +24,9 @@ from mcp_core.heartbeat import heartbeat_state
 from mcp_core.jsfmt import duration_seconds, parse_timestamp_ms
 from mcp_core.jsonparse import json_error_text
 from mcp_core.manifest import MANIFEST_NAME, TERMINAL_STATUSES
+from mcp_core.output import error_line
 from mcp_core.paths import Locations, validate_run_id
-from mcp_core.termtext import cut
+from mcp_core.termtext import cut, printable
 
 KNOWN_STATUSES = ("queued", "in_progress", "succeeded", "failed", "cancelled")
 STALE = "stale"
@@ -288,3 +289,9 @@ def format_seconds(seconds: float | None) -> str:
     if whole < 86400:
         return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
     return f"{whole // 86400}d {whole % 86400 // 3600:02d}h"
+
+
+def warn_unreadable(loc: Locations, unreadable: list[Unreadable]) -> None:
+    """One warning line on stderr for each manifest skipped."""
+    for item in unreadable:
+        error_line(f"Warning: skipping {printable(loc.rel(item.manifest_path))}: {printable(item.reason)}")

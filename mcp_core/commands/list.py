@@ -10,16 +10,16 @@ from mcp_core import argscan, output
 from mcp_core.errors import RunnerError, UsageError
 from mcp_core.jsfmt import iso_from_ms, now_ms
 from mcp_core.manifest import TERMINAL_STATUSES
-from mcp_core.paths import Locations, locate
+from mcp_core.paths import Locations, task_locations
 from mcp_core.progress import Progress
 from mcp_core.runs_index import (
     RunView,
-    Unreadable,
     format_seconds,
     matches,
     parse_status_filter,
     read_task_runs,
     view,
+    warn_unreadable,
 )
 from mcp_core.termtext import printable
 
@@ -52,26 +52,6 @@ TABLE_DEFAULT_LIMIT = 50  # a terminal full of 10,000 lines helps nobody; JSON h
 
 def _messages() -> argscan.Messages:
     return argscan.Messages(unknown=lambda arg: f"Unknown option for list: {arg}")
-
-
-def whole_number(flag: str, value: str) -> int:
-    """A count flag's value: a whole number above 0 (argscan has checked it is numeric)."""
-    number = float(value)
-    if not number.is_integer():
-        raise UsageError(f"{flag} requires a whole number")
-    return int(number)
-
-
-def task_locations(task: str | None) -> Locations:
-    env = dict(os.environ)
-    if task is not None:
-        env["MCP_RUNNER_TASK_ID"] = task
-    return locate(env)  # locate refuses a task id that is not one plain name
-
-
-def warn_unreadable(loc: Locations, unreadable: list[Unreadable]) -> None:
-    for item in unreadable:
-        output.error_line(f"Warning: skipping {printable(loc.rel(item.manifest_path))}: {printable(item.reason)}")
 
 
 def run_json(loc: Locations, run: RunView) -> dict[str, Any]:
@@ -179,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(USAGE)
             return 0
         limit_text = parsed.text("--limit")
-        limit = whole_number("--limit", limit_text) if limit_text is not None else None
+        limit = argscan.whole_number("--limit", limit_text) if limit_text is not None else None
         fmt = parsed.text("--format") or "table"
         if fmt not in FORMATS:
             raise UsageError(f'Unsupported format: {fmt}. Expected "table" or "json".')

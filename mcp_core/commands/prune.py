@@ -8,9 +8,9 @@ import re
 import sys
 
 from mcp_core import argscan, output
-from mcp_core.commands.list import task_locations
 from mcp_core.errors import RunnerError, UsageError
 from mcp_core.jsfmt import now_ms
+from mcp_core.paths import task_locations
 from mcp_core.prune import ERROR, Policy, prune, write_log
 from mcp_core.termtext import printable
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import sys
 
 from mcp_core import argscan, output
-from mcp_core.commands.list import task_locations, warn_unreadable, whole_number
+from mcp_core.argscan import whole_number
 from mcp_core.errors import RunnerError
 from mcp_core.jsfmt import now_ms
+from mcp_core.paths import task_locations
 from mcp_core.progress import Progress
 from mcp_core.report import DEFAULT_TABLE_LIMIT, build_report, write_report
-from mcp_core.runs_index import read_task_runs
+from mcp_core.runs_index import read_task_runs, warn_unreadable
 
 USAGE = f"""\
 Usage: scripts/mcp-runner-report.sh [--task ID] [--limit N]
