@@ -205,7 +205,7 @@ def timeout_number(value: str) -> int | float:
 
 
 def whole_number(flag: str, value: str) -> int:
-    """A count flag's value: a whole number above 0 (argscan has checked it is numeric)."""
+    """A count flag's value: a whole number above 0 (``scan`` has checked that it is numeric)."""
     number = float(value)
     if not number.is_integer():
         raise UsageError(f"{flag} requires a whole number")
