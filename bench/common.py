@@ -106,6 +106,64 @@ def run_process(
         return Sample(wall, peak, cpu, process.returncode, out.read(), err.read())
 
 
+def status_kib(pid: int, key: str) -> int:
+    """A figure of /proc/PID/status in KiB (VmRSS, VmHWM); 0 when the process is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def pss_kib(pid: int) -> int:
+    """The process's proportional set size in KiB (shared pages split between their users)."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry.name}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def tree_peaks(
+    argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | Path | None = None
+) -> tuple[float, float]:
+    """Run ``argv`` and sample it and its children every ~2 ms: the peaks (MiB) of
+    their summed RSS (shared pages counted in each process: an upper bound) and of
+    their summed PSS. For a command that forks helpers, where one process's figure says too little."""
+    process = subprocess.Popen(
+        list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd,
+        env=clean_env() if env is None else env,
+    )
+    peak_rss = peak_pss = 0
+    while process.poll() is None:
+        pids = [process.pid, *children(process.pid)]
+        peak_rss = max(peak_rss, sum(status_kib(pid, "VmRSS") for pid in pids))
+        peak_pss = max(peak_pss, sum(pss_kib(pid) for pid in pids))
+        time.sleep(0.002)
+    if process.returncode:
+        raise SystemExit(f"{argv[0]}: exit status {process.returncode}")
+    return peak_rss / 1024, peak_pss / 1024
+
+
 def _wait4(pid: int, timeout: float) -> tuple[int, int, Any]:
     """``wait4`` for our child, killing it after ``timeout`` seconds (a pidfd wakes us exactly)."""
     fd = os.pidfd_open(pid)

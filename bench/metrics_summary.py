@@ -95,17 +95,23 @@ def main(argv: list[str] | None = None) -> int:
             (stats,) = common.round_robin([subject], runs_here, args.warmup, rss_runs=2)
             print(f"  measured {stats.label}: median {common.ms(stats.median)}")
             all_stats.append(stats)
-            peaks[lines] = stats.peak_rss_mib or 0.0
-            report.figure(f"lines_{lines}", {"size_mib": size_mib, **stats.to_json()})
+            # A large file's second pass forks a child: the budget is on both processes, summed.
+            tree = [common.tree_peaks([metrics_script], env=env, cwd=repo) for _ in range(2)]
+            rss_sum, pss_sum = max(rss for rss, _ in tree), max(pss for _, pss in tree)
+            peaks[lines] = rss_sum
+            report.figure(f"lines_{lines}", {"size_mib": size_mib, "peak_rss_sum_mib": rss_sum,
+                                             "peak_pss_sum_mib": pss_sum, **stats.to_json()},
+                          f"{lines:,} lines: peak summed RSS of the summary and its child {common.mib(rss_sum)}"
+                          f" (summed PSS {common.mib(pss_sum)}; one process's, by /usr/bin/time:"
+                          f" {common.mib(stats.peak_rss_mib)})")
             if lines in BUDGETS:
                 verdicts.append(((f"{lines:,} lines, median", common.ms(stats.median),
                                   f"<= {common.ms(BUDGETS[lines])}", stats.median <= BUDGETS[lines]),
                                  {"value": stats.median, "old": OLD_KEYS[lines]}))
             if lines in RSS_BUDGET_MIB:
-                peak = stats.peak_rss_mib or 0.0
-                verdicts.append(((f"{lines:,} lines, peak RSS", common.mib(peak),
-                                  f"<= {RSS_BUDGET_MIB[lines]} MiB", peak <= RSS_BUDGET_MIB[lines]),
-                                 {"value": stats.peak_rss_mib, "old": OLD_KEYS[lines] + "_rss"}))
+                verdicts.append(((f"{lines:,} lines, peak summed RSS", common.mib(rss_sum),
+                                  f"<= {RSS_BUDGET_MIB[lines]} MiB", rss_sum <= RSS_BUDGET_MIB[lines]),
+                                 {"value": rss_sum, "old": OLD_KEYS[lines] + "_rss"}))
         floors = common.round_robin([common.python_floor(env)], args.runs, args.warmup, rss_runs=1)
     report.table(all_stats + floors)
     for verdict, compared in verdicts:
@@ -113,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                       else None, **compared)
     smallest = min(peaks)
     growth = max(peaks.values()) - peaks[smallest]
-    report.budget(f"peak RSS growth from {smallest:,} to {max(peaks):,} lines", common.mib(growth),
+    report.budget(f"peak summed RSS growth from {smallest:,} to {max(peaks):,} lines", common.mib(growth),
                   f"flat (<= {FLAT_SLACK_MIB:g} MiB)", growth <= FLAT_SLACK_MIB)
     report.finish()
     return 0

@@ -29,41 +29,6 @@ BUDGET_MIB = 80  # issue 11
 COMMANDS = ["true", "echo hello", "seq 1 200000", "sleep 0.5", "bash scripts/spec-guard.sh --dry-run || true"]
 
 
-def _status_kib(pid: int, key: str) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
-
-
-def _pss_kib(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry.name}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if int(fields[1]) == pid:
-            found.append(int(entry.name))
-    return found
-
-
 def _is_server(pid: int) -> bool:
     """The MCP server process, or the in-process executor's command guard."""
     try:
@@ -82,17 +47,17 @@ def sample_run(repo: Path, env: dict[str, str], commands: list[str]) -> dict[str
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if server is None:
-            server = next((child for child in _children(worker) if _is_server(child)), None)
-        rss = _status_kib(worker, "VmRSS")
+            server = next((child for child in common.children(worker) if _is_server(child)), None)
+        rss = common.status_kib(worker, "VmRSS")
         if rss == 0:
             break  # the worker is gone
         pids = {"worker": worker, **({"server": server} if server else {})}
-        total = rss + (_status_kib(server, "VmRSS") if server else 0)
+        total = rss + (common.status_kib(server, "VmRSS") if server else 0)
         peak_sum = max(peak_sum, total)
         if samples % 5 == 0:  # smaps_rollup walks every mapping: read it less often
-            peak_pss = max(peak_pss, sum(_pss_kib(pid) for pid in pids.values()))
+            peak_pss = max(peak_pss, sum(common.pss_kib(pid) for pid in pids.values()))
         for name, pid in pids.items():
-            hwm[name] = max(hwm[name], _status_kib(pid, "VmHWM"))
+            hwm[name] = max(hwm[name], common.status_kib(pid, "VmHWM"))
         samples += 1
         if common.wait_for_exit(worker, 0.02):
             break

@@ -6,7 +6,9 @@ end of a run), so that only the summary imports msgspec.
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import gc
 import math
 import operator
 import os
@@ -14,7 +16,6 @@ import sys
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from io import BufferedReader
 from itertools import chain, compress, repeat
 from operator import attrgetter, itemgetter
 from typing import Annotated, Any
@@ -72,12 +73,26 @@ finally:
 # every other line as it goes. The durations counted are folded into their
 # exact sum every million (the average is math.fsum of them all, to the bit);
 # only the table's median and p95 keep them all.
+#
+# On a machine with more than one CPU, a large file's second pass is made in
+# two parts at once, cut between two of the first pass's blocks: the first
+# part here, the rest in a forked child, which has the candidates already and
+# reads the same open file at its own offsets. It sends back its counts, with
+# the candidates' latest entries it saw (later than any seen here) and its
+# durations folded into their exact sum; what it raises is raised here, and a
+# child that dies without sending anything is an I/O error. Should this
+# process die first, the child ends at its next write to the pipe.
 # ---------------------------------------------------------------------------
 
 PARSE_ERRORS_KEPT = 1000  # more are counted in "parse_errors_omitted" (appended only then)
 _PARSE_ERROR_CHARS_KEPT = 1 << 20  # and the raw lines kept hold at most this much text
 MAX_LINE_BYTES = 4 << 20  # a longer line is a parse error, never held in memory whole
 _READ_BYTES = 1 << 18  # 256 KiB: a block, its copy and its items stay in the caches
+_SPLIT_BYTES = 8 << 20  # a smaller file's second pass is made in one process: a fork costs more than it saves
+# Where the second pass is cut, in percent of the file: the child's part costs more
+# a line (the candidates, found at their later lines, are more there; it copies the
+# pages it writes), so this process takes a little more than half.
+_CUT_PERCENT = 55
 _SLOT_BITS = 24  # at most: 16 MiB of slots, a few percent of them taken by a million runs
 _SHORTEST_LINE_WITH_AN_ID = len(b'{"run_id":""}\n')
 # Durations held (8 MiB) before they are folded into their exact sum: folding takes
@@ -183,51 +198,135 @@ def summarize(loc: Locations, *, keep_durations: bool = False) -> MetricsSummary
     """
     try:
         # Only a regular file: a FIFO put there would block the summary for ever.
-        handle = os.fdopen(store.open_regular(loc.metrics_file), "rb")
+        fd = store.open_regular(loc.metrics_file)
     except FileNotFoundError:
         return _Scan({}, keep_durations).result(loc)
-    with handle:
-        size = _whole_size(handle.fileno())  # what both passes read: later appends wait for the next summary
+    try:
+        size = _whole_size(fd)  # what both passes read: later appends wait for the next summary
         reader = _Reader()
         check_first = False
-        most_ids = _estimated_lines(handle, size)
+        most_ids = _estimated_lines(fd, size)
         while True:  # at most three times: each exception below changes what makes it
             try:
-                scan = _two_passes(handle, size, reader, check_first=check_first, most_ids=most_ids,
+                scan = _two_passes(fd, size, reader, check_first=check_first, most_ids=most_ids,
                                    keep_durations=keep_durations)  # fmt: skip
                 return scan.result(loc)
             except _NotOneObjectALine:
                 check_first = True
             except _TooManyRuns:
                 most_ids = size // _SHORTEST_LINE_WITH_AN_ID + 1  # as many as the file can hold
-            handle.seek(0)
+    finally:
+        os.close(fd)
 
 
-def _estimated_lines(handle: BufferedReader, size: int) -> int:
-    """The file's line count, guessed from its first block (leaves the handle at 0)."""
-    head = handle.read(min(_READ_BYTES, size))
-    handle.seek(0)
+def _estimated_lines(fd: int, size: int) -> int:
+    """The file's line count, guessed from its first block."""
+    head = os.pread(fd, min(_READ_BYTES, size), 0)
     return size * max(head.count(b"\n"), 1) // max(len(head), 1)
 
 
 def _two_passes(
-    handle: BufferedReader, size: int, reader: _Reader, *, check_first: bool, most_ids: int, keep_durations: bool
+    fd: int, size: int, reader: _Reader, *, check_first: bool, most_ids: int, keep_durations: bool
 ) -> _Scan:
     """The two passes (see the comment above); ``check_first``: the first pass
     checks each block's lines itself (a first try found it must); ``most_ids``:
-    how many run ids the first pass's table is made for."""
-    candidates, decoded_lengths = _repeated_run_ids(handle, size, reader, check_first, most_ids)
-    handle.seek(0)
+    how many run ids the first pass's table is made for.
+
+    On a machine with more than one CPU, a large file's second pass is made in
+    two halves at once: the second half in a child process (forked, so it has the
+    first pass's candidates), which sends back what it counted."""
+    candidates, blocks = _repeated_run_ids(fd, size, reader, check_first, most_ids)
     scan = _Scan(candidates, keep_durations)
-    expected = iter(decoded_lengths)
-    blocks = _whole_lines(handle, size, scan.overlong_line)
-    for data in blocks:
-        if len(data) == next(expected, -1):
-            entries = reader.entries_of_decoded(data, blocks.as_array(), scan.error)
+    half = _half_way(blocks, size)
+    if half is None:
+        _second_pass(fd, 0, size, blocks, reader, scan)
+        return scan
+    first_blocks, middle = half
+    child = _start_child(lambda: _second_pass(fd, middle, size, blocks[first_blocks:], reader, scan).handed_over())
+    try:
+        _second_pass(fd, 0, middle, blocks[:first_blocks], reader, scan)
+        scan.merge(*_child_result(child))
+    finally:
+        _stop_child(child)
+    return scan
+
+
+def _half_way(blocks: list[tuple[int, int]], size: int) -> tuple[int, int] | None:
+    """Where to cut the second pass in two: (the number of blocks before the cut,
+    the offset of the cut), the end of the first block past _CUT_PERCENT of the
+    file; None for a small file, or where only one CPU is there to make the passes."""
+    if size < _SPLIT_BYTES or len(os.sched_getaffinity(0)) < 2:
+        return None
+    for count, (end, _) in enumerate(blocks, 1):
+        if end >= size * _CUT_PERCENT // 100:
+            return (count, end) if end < size else None
+    return None
+
+
+def _second_pass(fd: int, start: int, stop: int, blocks: list[tuple[int, int]], reader: _Reader, scan: _Scan) -> _Scan:
+    """The second pass over the lines between ``start`` and ``stop``, which the
+    first pass read as ``blocks`` (its (end, decoded length) for each): counted into ``scan``."""
+    lines = _whole_lines(fd, start, stop, scan.overlong_line)
+    expected = iter(blocks)
+    for data in lines:
+        _, decoded_length = next(expected, (stop, -1))
+        if len(data) == decoded_length:
+            entries = reader.entries_of_decoded(data, lines.as_array(), scan.error)
         else:
             entries, _ = reader.read(data, reader.entry_lines, False, scan.error)
         scan.take(entries)
     return scan
+
+
+def _start_child(work: Callable[[], tuple[bytes, _Scan]]) -> tuple[int, int]:
+    """Fork a child that runs ``work`` and sends back (pickled) what it returned or
+    raised; returns (its pid, the read end of the pipe it sends on)."""
+    import pickle  # only for large files: not part of the start-up
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(write_end)
+        return pid, read_end
+    status = 1
+    try:  # the child: never returns into the caller's code
+        os.close(read_end)
+        gc.freeze()  # the parent's objects stay shared: the collector never visits them
+        try:
+            outcome: Any = work()
+        except Exception as exc:  # the parent raises it
+            outcome = exc
+        with os.fdopen(write_end, "wb") as out:
+            out.write(pickle.dumps(outcome, pickle.HIGHEST_PROTOCOL))
+        status = 0
+    finally:
+        os._exit(status)
+
+
+def _child_result(child: tuple[int, int]) -> tuple[bytes, _Scan]:
+    """What the child counted; raises what it raised."""
+    import pickle
+
+    pid, read_end = child
+    with os.fdopen(read_end, "rb", closefd=False) as pipe:
+        data = pipe.read()
+    if not data:
+        raise OSError(errno.EIO, "the summary's second reader stopped before it was done")
+    outcome = pickle.loads(data)
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome  # type: ignore[no-any-return]
+
+
+def _stop_child(child: tuple[int, int]) -> None:
+    """Close the pipe and reap the child (killed first when it has not ended)."""
+    pid, read_end = child
+    os.close(read_end)
+    if os.waitpid(pid, os.WNOHANG) == (0, 0):
+        import signal  # only when this process fails before the child is done
+
+        os.kill(pid, signal.SIGKILL)  # not reaped yet: still there, if only as a zombie
+        os.waitpid(pid, 0)
 
 
 def _whole_size(fd: int) -> int:
@@ -246,27 +345,30 @@ def write_summary(loc: Locations, summary: MetricsSummary) -> None:
     store.write_json(loc.metrics_summary_file, summary.to_json())
 
 
-def _whole_lines(
-    handle: BufferedReader, size: int, overlong: Callable[[bytes, int], None] | None = None
-) -> _LineBlocks:
-    """Blocks of whole lines, each line ending in ``\\n``, read from the first ``size`` bytes.
+def _whole_lines(fd: int, start: int, stop: int, overlong: Callable[[bytes, int], None] | None = None) -> _LineBlocks:
+    """Blocks of whole lines, each line ending in ``\\n``, read from the bytes between
+    offsets ``start`` and ``stop`` (``start``: where a line starts).
 
     A line split across two reads starts the next block. A line longer than
     MAX_LINE_BYTES is reported to ``overlong(head, length)`` and skipped.
     """
-    return _LineBlocks(handle, size, overlong)
+    return _LineBlocks(fd, start, stop, overlong)
 
 
 class _LineBlocks:
     """The blocks of ``_whole_lines``, read into one buffer that they all reuse: a
     fresh 256 KiB object for every read (and for every copy of a block) costs page
     faults, ~2 us each here: more than reading the file. Each block is a memoryview,
-    valid until the next one is read; ``as_array`` gives it as one JSON array."""
+    valid until the next one is read; ``as_array`` gives it as one JSON array;
+    ``end`` is the offset in the file just past it. Read at explicit offsets (a
+    forked child reads the same open file)."""
 
-    def __init__(self, handle: BufferedReader, size: int, overlong: Callable[[bytes, int], None] | None) -> None:
-        self._handle = handle
-        self._remaining = size
+    def __init__(self, fd: int, start: int, stop: int, overlong: Callable[[bytes, int], None] | None) -> None:
+        self._fd = fd
+        self._offset = start  # where the next read starts
+        self._remaining = stop - start
         self._overlong = overlong
+        self.end = start
         # "[" + the block's lines (+ "{}]" while as_array makes its copy); the start of
         # the next line after them, which the reads so far do not end
         self._buffer = bytearray(_READ_BYTES + 5)
@@ -289,9 +391,10 @@ class _LineBlocks:
         while self._remaining > 0:
             view = self._room_for(held)
             buffer = self._buffer
-            got = self._handle.readinto(view[1 + held : 1 + held + min(_READ_BYTES, self._remaining)])
+            got = os.preadv(self._fd, [view[1 + held : 1 + held + min(_READ_BYTES, self._remaining)]], self._offset)
             if not got:
                 break
+            self._offset += got
             self._remaining -= got
             end = 1 + held + got
             start = 1
@@ -312,6 +415,7 @@ class _LineBlocks:
                     skipping, held = (bytes(view[1 : 1 + min(held, 4096)]), held), 0
                 continue
             self._start, self._stop = start, stop
+            self.end = self._offset - (end - stop)
             yield view[start:stop]
             held = end - stop
             view[1 : 1 + held] = view[stop:end]
@@ -322,6 +426,7 @@ class _LineBlocks:
             view = self._room_for(held)
             view[1 + held] = ord("\n")
             self._start, self._stop = 1, 2 + held
+            self.end = self._offset
             yield view[1 : 2 + held]
 
     def _room_for(self, held: int) -> memoryview:
@@ -484,10 +589,10 @@ _GUARDRAILS = attrgetter("guardrails_present")
 
 
 def _repeated_run_ids(
-    handle: BufferedReader, size: int, reader: _Reader, check: bool, most_ids: int
-) -> tuple[dict[str, Any], list[int]]:
-    """First pass: the run ids that may occur more than once, and the length of
-    each block decode_lines read whole (-1 for the others).
+    fd: int, size: int, reader: _Reader, check: bool, most_ids: int
+) -> tuple[dict[str, Any], list[tuple[int, int]]]:
+    """First pass: the run ids that may occur more than once, and for each block
+    its end in the file and its length if decode_lines read it whole (else -1).
 
     Every id goes into a table of one-byte slots by its hash (16 for each of
     ``most_ids``, up to 2**_SLOT_BITS); an id whose slot is already taken (by
@@ -501,10 +606,11 @@ def _repeated_run_ids(
     mask = len(slots) - 1
     ids_allowed = len(slots) // 8 if len(slots) < 1 << _SLOT_BITS else size  # the largest table takes them all
     repeated: set[str] = set()
-    whole_lengths: list[int] = []
-    for data in _whole_lines(handle, size):
+    blocks: list[tuple[int, int]] = []
+    lines = _whole_lines(fd, 0, size)
+    for data in lines:
         items, whole = reader.run_ids(data, check)
-        whole_lengths.append(len(data) if whole else -1)
+        blocks.append((lines.end, len(data) if whole else -1))
         ids = list(map(_RUN_ID, items))  # None for a line without one: dropped from the result
         ids_allowed -= len(ids)
         if ids_allowed < 0:
@@ -518,7 +624,7 @@ def _repeated_run_ids(
         if 1 in seen:
             repeated.update(compress(ids, seen))
     repeated.discard(None)  # type: ignore[arg-type]  # lines without a run id each count on their own
-    return dict.fromkeys(repeated), whole_lengths
+    return dict.fromkeys(repeated), blocks
 
 
 class _TooManyRuns(Exception):
@@ -544,9 +650,24 @@ class _Durations:
         except TypeError:  # a None among them
             self.held.fromlist([v for v in values if v is not None])  # type: ignore[misc]
         self.count += len(self.held) - before
-        if len(self.held) >= _DURATIONS_HELD and not self.keep_all:
+        self._fold_when_full()
+
+    def merge(self, later: _Durations) -> None:
+        """Add the durations ``later`` counted."""
+        self.folded += later.folded
+        self.held.extend(later.held)
+        self.count += later.count
+        self._fold_when_full()
+
+    def fold(self) -> None:
+        """Fold the durations held into their exact sum, unless all are kept."""
+        if not self.keep_all:
             self.folded = _exact_parts(self.folded, self.held)
             del self.held[:]
+
+    def _fold_when_full(self) -> None:
+        if len(self.held) >= _DURATIONS_HELD:
+            self.fold()
 
     def average(self) -> float | None:
         # fsum of an iterable: no list of a million float objects (32 MB)
@@ -600,10 +721,30 @@ class _Scan:
             entries = list(compress(entries, map(operator.not_, chosen)))
         self._tally(entries)
 
+    def handed_over(self) -> tuple[bytes, _Scan]:
+        """This scan as a child sends it back: the candidates' latest entries it saw,
+        encoded by msgspec (pickle takes ~1 us a struct), and the rest of it."""
+        seen = msgspec.msgpack.encode([entry for entry in self.latest.values() if entry is not None])
+        self.latest = {}
+        self.durations.fold()
+        return seen, self
+
+    def merge(self, seen: bytes, later: _Scan) -> None:
+        """Add what ``later`` (``handed_over``) counted over the lines after this scan's."""
+        entries = msgspec.msgpack.decode(seen, type=list[_Entry])
+        self.latest.update(zip(map(_RUN_ID, entries), entries, strict=True))
+        self.statuses.update(later.statuses)
+        self.statuses_folded = self.statuses_folded or later.statuses_folded
+        self._fold_statuses_when_many()
+        self.guarded += later.guarded
+        self.durations.merge(later.durations)
+        for error in later.errors:
+            self.error(error["error"], error["raw"])
+        self.errors_omitted += later.errors_omitted
+
     def _tally(self, entries: list[Any]) -> None:
         self._count_statuses(list(map(_STATUS, entries)))
-        if len(self.statuses) > _STATUSES_KEPT or (self.statuses_folded and len(self.statuses) > 3):
-            self._fold_statuses()
+        self._fold_statuses_when_many()
         self.guarded += operator.countOf(map(_GUARDRAILS, entries), True)
         self.durations.add(list(map(_DURATION, entries)))
 
@@ -619,10 +760,12 @@ class _Scan:
         for status, count in usual:
             self.statuses[status] += count
 
-    def _fold_statuses(self) -> None:
+    def _fold_statuses_when_many(self) -> None:
         """Thousands of distinct statuses (a corrupt or hostile file): keep
         succeeded and failed, count the others as one (from then on), so memory
         stays flat."""
+        if len(self.statuses) <= _STATUSES_KEPT and not (self.statuses_folded and len(self.statuses) > 3):
+            return
         self.statuses_folded = True
         folded: Counter[Any] = Counter()
         for status, count in self.statuses.items():

@@ -21,7 +21,7 @@ SCRIPTS = {
     "poll": "median / python -c pass:",
     "start": "median start:",
     "commands": "one more command beyond bash -c true:",
-    "metrics_summary": "peak RSS growth from",
+    "metrics_summary": "peak summed RSS growth from",
     "migrate": "migration, median:",
     "list": "runs: --format json (all)",
     "worker_rss": "worker + server, peak RSS:",

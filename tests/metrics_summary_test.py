@@ -2,19 +2,23 @@
 
 The summary reads a block of lines with msgspec's C decoder when that cannot
 read it differently from json line by line, and line by line with json
-otherwise; it counts each run once over two passes. Most cases below run with
-the usual 256 KiB reads and with 64-byte ones (blocks of a line or two), and a
-property test holds the whole thing to a plain reference reading (json.loads
-line by line, a dict of the latest line per run), which is what
-docs/interface.md section 8 describes.
+otherwise; it counts each run once over two passes, the second one in two
+processes for a large file. Most cases below run three ways: with the usual
+256 KiB reads, with 64-byte ones (blocks of a line or two), and with 64-byte
+ones and the second pass in two processes whatever the file's size. A property
+test holds the whole thing to a plain reference reading (json.loads line by
+line, a dict of the latest line per run), which is what docs/interface.md
+section 8 describes.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 import random
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -30,24 +34,30 @@ from mcp_core import metrics, metrics_summary
 from mcp_core.jsfmt import dumps_compact
 from mcp_core.paths import Locations, locate
 
-BLOCK_SIZES = [metrics_summary._READ_BYTES, 64]  # blocks of hundreds of lines, and of a line or two
+# (read size, file size from which the second pass is made in two processes): blocks
+# of hundreds of lines, of a line or two, and of a line or two in two processes
+WAYS = [(metrics_summary._READ_BYTES, metrics_summary._SPLIT_BYTES), (64, metrics_summary._SPLIT_BYTES), (64, 0)]
 
 
-@pytest.fixture(params=BLOCK_SIZES, ids=["256KiB-reads", "64B-reads"])
-def block_bytes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
-    monkeypatch.setattr(metrics_summary, "_READ_BYTES", request.param)
-    return int(request.param)
+def set_way(patch: pytest.MonkeyPatch, way: tuple[int, int]) -> None:
+    patch.setattr(metrics_summary, "_READ_BYTES", way[0])
+    patch.setattr(metrics_summary, "_SPLIT_BYTES", way[1])
 
 
-BOTH_WAYS = pytest.mark.usefixtures("block_bytes")
+@pytest.fixture(params=WAYS, ids=["256KiB-reads", "64B-reads", "64B-reads-two-processes"])
+def block_bytes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    set_way(monkeypatch, request.param)
+
+
+EACH_WAY = pytest.mark.usefixtures("block_bytes")
 
 
 def summarize_each_way(loc: Locations) -> list[metrics_summary.MetricsSummary]:
-    """The summary with each read size (for tests that cannot take a fixture per example)."""
+    """The summary each of the three ways (for tests that cannot take a fixture per example)."""
     summaries = []
-    for size in BLOCK_SIZES:
+    for way in WAYS:
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(metrics_summary, "_READ_BYTES", size)
+            set_way(patch, way)
             summaries.append(metrics_summary.summarize(loc))
     return summaries
 
@@ -150,7 +160,7 @@ def figures(summary: metrics_summary.MetricsSummary) -> dict[str, Any]:
 # -- the fixture ---------------------------------------------------------------
 
 
-@BOTH_WAYS
+@EACH_WAY
 def test_fixture_figures(fixture_repo: Path) -> None:
     summary = metrics_summary.summarize(loc_for(fixture_repo), keep_durations=True)
     data = summary.to_json()
@@ -226,7 +236,7 @@ BAD_LINES = [
 ]
 
 
-@BOTH_WAYS
+@EACH_WAY
 def test_lines_that_are_not_objects_are_parse_errors(repo: Path) -> None:
     good = [entry("a", "succeeded", 10, True), entry("b", "failed", 20, False)]
     lines = [line_of(good[0])] + [text for text, _ in BAD_LINES] + [line_of(good[1])]
@@ -237,7 +247,7 @@ def test_lines_that_are_not_objects_are_parse_errors(repo: Path) -> None:
     assert (data["success_rate"], data["guardrail_coverage"], data["average_duration_seconds"]) == (0.5, 0.5, 15)
 
 
-@BOTH_WAYS
+@EACH_WAY
 def test_binary_garbage_crlf_blank_lines_and_whitespace(repo: Path) -> None:
     content = (
         b"\r\n"
@@ -262,7 +272,7 @@ def test_binary_garbage_crlf_blank_lines_and_whitespace(repo: Path) -> None:
     assert data["average_duration_seconds"] == (1.25 + 2.75 + 3 + 4) / 4
 
 
-@BOTH_WAYS
+@EACH_WAY
 def test_only_real_non_negative_numbers_are_durations(repo: Path) -> None:
     lines = [
         entry("a", duration=None),  # null is not 0
@@ -282,7 +292,7 @@ def test_only_real_non_negative_numbers_are_durations(repo: Path) -> None:
     assert summary.average_duration_seconds == 5
 
 
-@BOTH_WAYS
+@EACH_WAY
 def test_status_and_guardrail_counts(repo: Path) -> None:
     lines = [
         entry("a", "succeeded", guard=True),
@@ -325,7 +335,7 @@ def test_status_counts_keep_the_order_of_first_appearance(repo: Path) -> None:
 # -- each run once, by its latest line (docs/interface.md section 8) --------------------
 
 
-@BOTH_WAYS
+@EACH_WAY
 def test_a_retried_run_counts_once_by_its_latest_line(repo: Path) -> None:
     lines = [
         entry("retried", "failed", 10, False),
@@ -346,7 +356,7 @@ def test_a_retried_run_counts_once_by_its_latest_line(repo: Path) -> None:
     assert sorted(summary.durations) == [1, 30, 100, 100]
 
 
-@BOTH_WAYS
+@EACH_WAY
 def test_latest_line_wins_across_fast_and_json_lines(repo: Path) -> None:
     spaced = json.dumps(entry("r", "succeeded", 5, True))  # ", " separators: not the runner's own shape
     lines = [line_of(entry("r", "failed", 1, False)), spaced, line_of(entry("s", "failed", 2)), spaced]
@@ -357,7 +367,7 @@ def test_latest_line_wins_across_fast_and_json_lines(repo: Path) -> None:
     assert sorted(summary.durations) == [2, 9]
 
 
-@BOTH_WAYS
+@EACH_WAY
 def test_duplicate_run_id_keys_use_the_last_one(repo: Path) -> None:
     first = line_of(entry("x", "failed", 1))
     # Same object syntax as the runner's up to the end, then a second run_id: json's last key wins.
@@ -551,7 +561,7 @@ RUNNER_SHAPED_BUT_INVALID = {
 }
 
 
-@BOTH_WAYS
+@EACH_WAY
 @pytest.mark.parametrize("case", sorted(RUNNER_SHAPED_BUT_INVALID))
 def test_runner_shaped_lines_that_json_rejects(repo: Path, case: str) -> None:
     """A block's one C call must not take what JSON.parse refuses, nor read lines
@@ -591,7 +601,7 @@ def test_only_lines_decode_lines_misread_start_the_passes_again(
     assert checked == attempts
 
 
-@BOTH_WAYS
+@EACH_WAY
 def test_invalid_utf8_inside_a_string_reads_as_node_reads_it(repo: Path) -> None:
     latin = line_of(entry("bytes", "failed", 3)).encode().replace(b"0001", b"00\xff01")  # U+FFFD for Node
     content = _GOOD.encode() + b"\n" + latin + b"\n"
@@ -699,3 +709,108 @@ def test_the_summary_takes_the_size_between_two_appends(repo: Path) -> None:
     reader.join(timeout=120)
     assert not reader.is_alive()
     assert (results[0].entries_total, results[0].parse_errors) == (2, [])
+
+
+# -- the second pass in two processes ----------------------------------------------
+
+
+def children_started(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The pids of the children the summary forks (filled as it runs)."""
+    pids: list[int] = []
+    start_child = metrics_summary._start_child
+
+    def recorded(*args: Any) -> Any:
+        child = start_child(*args)
+        pids.append(child[0])
+        return child
+
+    monkeypatch.setattr(metrics_summary, "_start_child", recorded)
+    return pids
+
+
+def in_the_child(monkeypatch: pytest.MonkeyPatch, action: Any) -> None:
+    """``action()`` runs in the forked child before its share of the second pass."""
+    parent = os.getpid()
+    second_pass = metrics_summary._second_pass
+
+    def hooked(*args: Any) -> Any:
+        if os.getpid() != parent:
+            action()
+        return second_pass(*args)
+
+    monkeypatch.setattr(metrics_summary, "_second_pass", hooked)
+
+
+def assert_reaped(pids: list[int]) -> None:
+    for pid in pids:
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+
+
+def many_runs_file(repo: Path) -> bytes:
+    """Runs repeated across the whole file (their latest lines late), statuses new
+    to each half, parse errors in both halves, a duration only the child counts."""
+    lines = [line_of(entry(f"r{n % 40}", "failed" if n % 3 else "succeeded", n / 7)) for n in range(120)]
+    lines[10] = "not json, first half"
+    lines[100] = "not json, second half"
+    lines.insert(60, line_of(entry("once", "cancelled", 1e-300)))
+    lines += [line_of(entry("r5", "late", 0.1)), line_of(entry("solo", None, 2.5)), '{"run_id":"r6"}']
+    content = ("\n".join(lines) + "\n").encode()
+    write_metrics(repo, content)
+    return content
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: the second pass is never split")
+@pytest.mark.parametrize("keep_durations", [False, True])
+def test_the_second_half_is_counted_in_a_child(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, keep_durations: bool
+) -> None:
+    content = many_runs_file(repo)
+    set_way(monkeypatch, (256, 0))
+    pids = children_started(monkeypatch)
+    split = metrics_summary.summarize(loc_for(repo), keep_durations=keep_durations)
+    assert len(pids) == 1
+    assert_reaped(pids)
+    monkeypatch.undo()
+    whole = metrics_summary.summarize(loc_for(repo), keep_durations=keep_durations)
+    assert figures(split) == figures(whole) == reference(content)
+    assert (split.average_duration_seconds, split.parse_errors) == (whole.average_duration_seconds, whole.parse_errors)
+    if keep_durations:
+        assert sorted(split.durations or []) == sorted(whole.durations or [])
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: the second pass is never split")
+def test_what_fails_in_the_child_fails_the_summary(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    many_runs_file(repo)
+    set_way(monkeypatch, (256, 0))
+    pids = children_started(monkeypatch)
+
+    def unreadable() -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    in_the_child(monkeypatch, unreadable)
+    with pytest.raises(OSError, match="Input/output error"):
+        metrics_summary.summarize(loc_for(repo))
+    in_the_child(monkeypatch, lambda: os.kill(os.getpid(), signal.SIGKILL))
+    with pytest.raises(OSError, match="stopped before it was done"):
+        metrics_summary.summarize(loc_for(repo))
+    assert len(pids) == 2
+    assert_reaped(pids)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: the second pass is never split")
+def test_a_misread_block_in_the_childs_half_starts_the_passes_again(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two blocks (4 KiB reads): the second, the child's, holds the lines decode_lines misreads."""
+    lines = [line_of(entry(f"r{n}", "succeeded", n)) for n in range(20)] + RUNNER_SHAPED_BUT_INVALID["swallowed"]
+    content = ("\n".join(lines) + "\n").encode()
+    write_metrics(repo, content)
+    assert 4096 < len(content) < 8192
+    set_way(monkeypatch, (4096, 0))
+    pids = children_started(monkeypatch)
+    checked = given_to_two_passes(monkeypatch, "check_first")
+    assert figures(metrics_summary.summarize(loc_for(repo))) == reference(content)
+    assert checked == [False, True]
+    assert len(pids) == 2
+    assert_reaped(pids)
