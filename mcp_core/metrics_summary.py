@@ -64,35 +64,34 @@ finally:
 # block both ways itself. A block refused is read in halves, each the same
 # way, down to the lines at fault.
 #
-# Counting each run once by its latest line: the first pass puts every run id
-# into a table of one-byte slots by its hash (16 for every line the file is
+# Counting each run once by its latest line: the first pass puts the hash of
+# every run id into a table of one-byte slots (16 for every line the file is
 # guessed to hold, up to 2**24; a wrong guess starts again with room for as
-# many as it can hold) and keeps the ids
-# that land on a slot already taken: every id that repeats, plus the few that
-# collide. The second pass keeps the latest entry of those ids alone and counts
-# every other line as it goes. The durations counted are folded into their
-# exact sum every million (the average is math.fsum of them all, to the bit);
-# only the table's median and p95 keep them all.
+# many as it can hold) and keeps the hashes that land on a slot already taken:
+# that of every id that repeats, plus the few that collide. The second pass
+# keeps the latest entry of the ids with those hashes (by the id itself) and
+# counts every other line as it goes. The durations counted are folded into
+# their exact sum every million (the average is math.fsum of them all, to the
+# bit); only the table's median and p95 keep them all.
 #
-# On a machine with more than one CPU, a large file's second pass is made in
-# two parts at once, cut between two of the first pass's blocks: the first
-# part here, the rest in a forked child, which has the candidates already and
-# reads the same open file at its own offsets. It sends back its counts, with
-# the candidates' latest entries it saw (later than any seen here) and its
-# durations folded into their exact sum; what it raises is raised here, and a
-# child that dies without sending anything is an I/O error. Should this
-# process die first, the child ends at its next write to the pipe.
+# On a machine with more than one CPU, a large file is summarized by two
+# processes at once: this one reads its first half, a forked child the rest
+# (the same open file, at its own offsets), each making both passes over its
+# part. Each keeps half of the table (the slots of even hashes here, of odd
+# ones in the child): after reading their run ids they swap the hashes that
+# belong to the other's half, then the hashes they found taken, so both know
+# every hash that may repeat, in either part. The child then sends back its
+# counts, with the latest entries it kept (later than any kept here) and its
+# durations folded into their exact sum. What it raises is raised here; a child
+# that ends without sending is an I/O error; should this process die first,
+# the child ends at its next exchange with it.
 # ---------------------------------------------------------------------------
 
 PARSE_ERRORS_KEPT = 1000  # more are counted in "parse_errors_omitted" (appended only then)
 _PARSE_ERROR_CHARS_KEPT = 1 << 20  # and the raw lines kept hold at most this much text
 MAX_LINE_BYTES = 4 << 20  # a longer line is a parse error, never held in memory whole
 _READ_BYTES = 1 << 18  # 256 KiB: a block, its copy and its items stay in the caches
-_SPLIT_BYTES = 8 << 20  # a smaller file's second pass is made in one process: a fork costs more than it saves
-# Where the second pass is cut, in percent of the file: the child's part costs more
-# a line (the candidates, found at their later lines, are more there; it copies the
-# pages it writes), so this process takes a little more than half.
-_CUT_PERCENT = 55
+_SPLIT_BYTES = 8 << 20  # a smaller file is summarized by one process: a fork costs more than it saves
 _SLOT_BITS = 24  # at most: 16 MiB of slots, a few percent of them taken by a million runs
 _SHORTEST_LINE_WITH_AN_ID = len(b'{"run_id":""}\n')
 # Durations held (8 MiB) before they are folded into their exact sum: folding takes
@@ -200,7 +199,7 @@ def summarize(loc: Locations, *, keep_durations: bool = False) -> MetricsSummary
         # Only a regular file: a FIFO put there would block the summary for ever.
         fd = store.open_regular(loc.metrics_file)
     except FileNotFoundError:
-        return _Scan({}, keep_durations).result(loc)
+        return _Scan(set(), keep_durations).result(loc)
     try:
         size = _whole_size(fd)  # what both passes read: later appends wait for the next summary
         reader = _Reader()
@@ -228,39 +227,60 @@ def _estimated_lines(fd: int, size: int) -> int:
 def _two_passes(
     fd: int, size: int, reader: _Reader, *, check_first: bool, most_ids: int, keep_durations: bool
 ) -> _Scan:
-    """The two passes (see the comment above); ``check_first``: the first pass
-    checks each block's lines itself (a first try found it must); ``most_ids``:
-    how many run ids the first pass's table is made for.
-
-    On a machine with more than one CPU, a large file's second pass is made in
-    two halves at once: the second half in a child process (forked, so it has the
-    first pass's candidates), which sends back what it counted."""
-    candidates, blocks = _repeated_run_ids(fd, size, reader, check_first, most_ids)
-    scan = _Scan(candidates, keep_durations)
-    half = _half_way(blocks, size)
-    if half is None:
-        _second_pass(fd, 0, size, blocks, reader, scan)
-        return scan
-    first_blocks, middle = half
-    child = _start_child(lambda: _second_pass(fd, middle, size, blocks[first_blocks:], reader, scan).handed_over())
+    """The two passes (see the comment above), by one process or two; ``check_first``:
+    the first pass checks each block's lines itself (a first try found it must);
+    ``most_ids``: how many run ids the first pass's table is made for."""
+    cut = _cut(fd, size)
+    if cut is None:
+        return _both_passes(fd, 0, size, reader, None, check_first, most_ids, keep_durations)
+    pid, link = _start_child(
+        lambda link: _both_passes(fd, cut, size, reader, link, check_first, most_ids, keep_durations).handed_over()
+    )
     try:
-        _second_pass(fd, 0, middle, blocks[:first_blocks], reader, scan)
-        scan.merge(*_child_result(child))
+        scan = _both_passes(fd, 0, cut, reader, link, check_first, most_ids, keep_durations)
+        scan.merge(*link.receive())
     finally:
-        _stop_child(child)
+        _stop_child(pid, link)
     return scan
 
 
-def _half_way(blocks: list[tuple[int, int]], size: int) -> tuple[int, int] | None:
-    """Where to cut the second pass in two: (the number of blocks before the cut,
-    the offset of the cut), the end of the first block past _CUT_PERCENT of the
-    file; None for a small file, or where only one CPU is there to make the passes."""
+def _cut(fd: int, size: int) -> int | None:
+    """Where the file is cut between two processes: just past the first line break
+    after its middle; None for a small file, where only one CPU is there to make
+    the passes, or when no line ends soon enough after the middle."""
     if size < _SPLIT_BYTES or len(os.sched_getaffinity(0)) < 2:
         return None
-    for count, (end, _) in enumerate(blocks, 1):
-        if end >= size * _CUT_PERCENT // 100:
-            return (count, end) if end < size else None
-    return None
+    offset = size // 2
+    end = os.pread(fd, min(MAX_LINE_BYTES, size - offset), offset).find(b"\n")
+    cut = offset + end + 1
+    return cut if end >= 0 and cut < size else None
+
+
+def _both_passes(
+    fd: int,
+    start: int,
+    stop: int,
+    reader: _Reader,
+    link: _Link | None,
+    check_first: bool,
+    most_ids: int,
+    keep_durations: bool,
+) -> _Scan:
+    """Both passes over the lines between ``start`` and ``stop``: of the whole file,
+    or (``link``: to the other process) of one of its two parts."""
+    sides = 1 if link is None else 2
+    side = 1 if link is not None and link.is_child else 0
+    by_side, blocks = _run_id_hashes(fd, start, stop, reader, check_first, sides)
+    hashes = by_side[side]
+    if link is not None:
+        hashes.extend(link.swap(by_side[1 - side]))
+    del by_side
+    repeated = _repeated_hashes(hashes, _table_size(most_ids) // sides, sides)
+    del hashes
+    if link is not None:
+        repeated |= link.swap(repeated)
+    scan = _Scan(repeated, keep_durations)
+    return _second_pass(fd, start, stop, blocks, reader, scan)
 
 
 def _second_pass(fd: int, start: int, stop: int, blocks: list[tuple[int, int]], reader: _Reader, scan: _Scan) -> _Scan:
@@ -278,50 +298,85 @@ def _second_pass(fd: int, start: int, stop: int, blocks: list[tuple[int, int]], 
     return scan
 
 
-def _start_child(work: Callable[[], tuple[bytes, _Scan]]) -> tuple[int, int]:
-    """Fork a child that runs ``work`` and sends back (pickled) what it returned or
-    raised; returns (its pid, the read end of the pipe it sends on)."""
-    import pickle  # only for large files: not part of the start-up
+class _Link:
+    """The other process of a summary made by two: objects sent both ways over two
+    pipes, each pickled behind its length. What the other sends as an exception
+    (what it raised) is raised here."""
 
-    read_end, write_end = os.pipe()
+    def __init__(self, receiving: int, sending: int, *, is_child: bool) -> None:
+        self.is_child = is_child
+        self._in = os.fdopen(receiving, "rb")
+        self._out = os.fdopen(sending, "wb")
+
+    def send(self, value: Any) -> None:
+        import pickle  # imported by _start_child: only for large files
+
+        data = pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+        self._out.write(len(data).to_bytes(8, "little"))
+        self._out.write(data)
+        self._out.flush()
+
+    def receive(self) -> Any:
+        import pickle
+
+        head = self._in.read(8)
+        length = int.from_bytes(head, "little") if len(head) == 8 else -1
+        data = self._in.read(length) if length > 0 else b""
+        if len(data) != length:
+            raise OSError(errno.EIO, "the summary's second process ended before it was done")
+        value = pickle.loads(data)
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    def swap(self, value: Any) -> Any:
+        """Send ``value`` and receive the other's. The child sends first, the parent
+        receives first: neither waits for the other to read while it is sending."""
+        if self.is_child:
+            self.send(value)
+            return self.receive()
+        other = self.receive()
+        self.send(value)
+        return other
+
+    def close(self) -> None:
+        for stream in (self._in, self._out):
+            try:
+                stream.close()
+            except OSError:  # what was left to send goes nowhere: the other has ended
+                pass
+
+
+def _start_child(work: Callable[[_Link], Any]) -> tuple[int, _Link]:
+    """Fork a child that runs ``work(link)`` and sends the parent what it returned or
+    raised; returns (its pid, the parent's link to it)."""
+    import pickle  # noqa: F401  # before the fork, for both processes: only for large files
+
+    to_child, to_parent = os.pipe(), os.pipe()
     pid = os.fork()
     if pid:
-        os.close(write_end)
-        return pid, read_end
+        os.close(to_child[0])
+        os.close(to_parent[1])
+        return pid, _Link(to_parent[0], to_child[1], is_child=False)
     status = 1
     try:  # the child: never returns into the caller's code
-        os.close(read_end)
+        os.close(to_child[1])
+        os.close(to_parent[0])
         gc.freeze()  # the parent's objects stay shared: the collector never visits them
+        link = _Link(to_child[0], to_parent[1], is_child=True)
         try:
-            outcome: Any = work()
+            outcome: Any = work(link)
         except Exception as exc:  # the parent raises it
             outcome = exc
-        with os.fdopen(write_end, "wb") as out:
-            out.write(pickle.dumps(outcome, pickle.HIGHEST_PROTOCOL))
+        link.send(outcome)
         status = 0
     finally:
         os._exit(status)
 
 
-def _child_result(child: tuple[int, int]) -> tuple[bytes, _Scan]:
-    """What the child counted; raises what it raised."""
-    import pickle
-
-    pid, read_end = child
-    with os.fdopen(read_end, "rb", closefd=False) as pipe:
-        data = pipe.read()
-    if not data:
-        raise OSError(errno.EIO, "the summary's second reader stopped before it was done")
-    outcome = pickle.loads(data)
-    if isinstance(outcome, Exception):
-        raise outcome
-    return outcome  # type: ignore[no-any-return]
-
-
-def _stop_child(child: tuple[int, int]) -> None:
-    """Close the pipe and reap the child (killed first when it has not ended)."""
-    pid, read_end = child
-    os.close(read_end)
+def _stop_child(pid: int, link: _Link) -> None:
+    """Close the link and reap the child (killed first when it has not ended)."""
+    link.close()
     if os.waitpid(pid, os.WNOHANG) == (0, 0):
         import signal  # only when this process fails before the child is done
 
@@ -583,48 +638,71 @@ def _ignore(message: str, raw: str) -> None:
 
 _RUN_ID = attrgetter("run_id")
 _FIRST = itemgetter(0)
+_NONE_HASH = hash(None)
+_FLIPPED = bytes.maketrans(b"\x00\x01", b"\x01\x00")  # translate: a selector of compress, inverted
+_HASHES_AT_ONCE = 4096  # the first pass's table takes them in chunks of this many
 _DURATION = attrgetter("duration_seconds")
 _STATUS = attrgetter("status")
 _GUARDRAILS = attrgetter("guardrails_present")
 
 
-def _repeated_run_ids(
-    fd: int, size: int, reader: _Reader, check: bool, most_ids: int
-) -> tuple[dict[str, Any], list[tuple[int, int]]]:
-    """First pass: the run ids that may occur more than once, and for each block
-    its end in the file and its length if decode_lines read it whole (else -1).
+def _table_size(most_ids: int) -> int:
+    """The first pass's table: 16 slots for each of ``most_ids`` run ids, up to 2**_SLOT_BITS."""
+    return 1 << min(max(16, (16 * most_ids).bit_length()), _SLOT_BITS)
 
-    Every id goes into a table of one-byte slots by its hash (16 for each of
-    ``most_ids``, up to 2**_SLOT_BITS); an id whose slot is already taken (by
-    itself or by a colliding id) is kept. Raises _TooManyRuns when more ids come
-    than the table was made for (then too many would collide).
-    Every id that repeats is in the result; so are some that collide, which the
-    second pass then handles exactly like the others. A dict (values None) that
-    the second pass fills with each one's latest entry, sharing the keys.
-    """
-    slots = bytearray(1 << min(max(16, (16 * most_ids).bit_length()), _SLOT_BITS))
-    mask = len(slots) - 1
-    ids_allowed = len(slots) // 8 if len(slots) < 1 << _SLOT_BITS else size  # the largest table takes them all
-    repeated: set[str] = set()
+
+def _run_id_hashes(
+    fd: int, start: int, stop: int, reader: _Reader, check: bool, sides: int
+) -> tuple[list[array[int]], list[tuple[int, int]]]:
+    """First pass, its reading: the hashes of the run ids of the lines between
+    ``start`` and ``stop``, by side (even hashes, then odd ones, when ``sides`` is
+    2); and for each block its end in the file and its length if decode_lines
+    read it whole (else -1)."""
+    by_side = [array("q") for _ in range(sides)]
     blocks: list[tuple[int, int]] = []
-    lines = _whole_lines(fd, 0, size)
+    lines = _whole_lines(fd, start, stop)
     for data in lines:
         items, whole = reader.run_ids(data, check)
         blocks.append((lines.end, len(data) if whole else -1))
-        ids = list(map(_RUN_ID, items))  # None for a line without one: dropped from the result
-        ids_allowed -= len(ids)
-        if ids_allowed < 0:
-            raise _TooManyRuns
-        where = list(map(operator.and_, map(hash, ids), repeat(mask)))
-        # Each id's slot as it was before the id was put in it (zip reads a slot, then
-        # sets it). operator's functions, not bound slot wrappers: faster in map().
+        hashes = list(map(hash, map(_RUN_ID, items)))  # None's for lines without one: see _Scan.take
+        if sides == 1:
+            by_side[0].fromlist(hashes)
+            continue
+        odd = bytes(map(operator.and_, hashes, repeat(1)))
+        by_side[0].extend(compress(hashes, odd.translate(_FLIPPED)))
+        by_side[1].extend(compress(hashes, odd))
+    return by_side, blocks
+
+
+def _repeated_hashes(hashes: array[int], slot_count: int, sides: int) -> set[int]:
+    """First pass, its table: of ``hashes``, those that may be the hash of a run id
+    that occurs more than once.
+
+    Each hash goes into a table of ``slot_count`` one-byte slots (by its bits
+    above the side's, when there are two sides); a hash whose slot is already
+    taken (by the same id or by one that collides) is kept. Every hash of an id
+    that repeats is in the result; so are some of ids that collide, which the
+    second pass then handles exactly like the others. Raises _TooManyRuns when
+    more come than the table was made for (then too many would collide), unless it
+    is the largest there is.
+    """
+    if slot_count * sides < 1 << _SLOT_BITS and len(hashes) > slot_count // 8:
+        raise _TooManyRuns
+    slots = bytearray(slot_count)
+    mask = slot_count - 1
+    repeated: set[int] = set()
+    for first in range(0, len(hashes), _HASHES_AT_ONCE):
+        chunk = hashes[first : first + _HASHES_AT_ONCE]
+        keys = chunk if sides == 1 else map(operator.rshift, chunk, repeat(1))
+        where = list(map(operator.and_, keys, repeat(mask)))
+        # Each hash's slot as it was before the hash was put in it (zip reads a slot,
+        # then sets it). operator's functions, not bound slot wrappers: faster in map().
         taken = map(operator.getitem, repeat(slots), where)
         marking = map(operator.setitem, repeat(slots), where, repeat(1))
         seen = bytes(map(_FIRST, zip(taken, marking, strict=True)))
         if 1 in seen:
-            repeated.update(compress(ids, seen))
-    repeated.discard(None)  # type: ignore[arg-type]  # lines without a run id each count on their own
-    return dict.fromkeys(repeated), blocks
+            repeated.update(compress(chunk, seen))
+    return repeated
 
 
 class _TooManyRuns(Exception):
@@ -689,10 +767,9 @@ def _exact_parts(*values: Iterable[float]) -> list[float]:
 class _Scan:
     """The second pass: counts, the latest entry of candidate runs, errors."""
 
-    def __init__(self, candidates: dict[str, Any], keep_durations: bool) -> None:
-        # The ids the first pass found may repeat; their latest entries go into
-        # that same dict (its values are None until seen).
-        self.latest = candidates
+    def __init__(self, candidates: set[int], keep_durations: bool) -> None:
+        self.candidates = candidates  # the first pass's hashes of the run ids that may repeat
+        self.latest: dict[str, Any] = {}  # the latest entry of each run id with one of those hashes
         self.statuses: Counter[Any] = Counter()
         self.statuses_folded = False
         self.guarded = 0
@@ -714,18 +791,20 @@ class _Scan:
 
     def take(self, entries: list[Any]) -> None:
         """Take entries in line order: candidates into ``latest``, others counted now."""
-        chosen = list(map(self.latest.__contains__, map(_RUN_ID, entries)))
-        if True in chosen:
-            picked = list(compress(entries, chosen))
-            self.latest.update(zip(map(_RUN_ID, picked), picked, strict=True))
-            entries = list(compress(entries, map(operator.not_, chosen)))
+        ids = list(map(_RUN_ID, entries))
+        chosen = bytearray(map(self.candidates.__contains__, map(hash, ids)))
+        if 1 in chosen:
+            if _NONE_HASH in self.candidates:  # lines without a run id each count on their own
+                chosen = bytearray(map(operator.and_, chosen, map(operator.is_not, ids, repeat(None))))
+            self.latest.update(zip(compress(ids, chosen), compress(entries, chosen), strict=True))
+            entries = list(compress(entries, chosen.translate(_FLIPPED)))
         self._tally(entries)
 
     def handed_over(self) -> tuple[bytes, _Scan]:
         """This scan as a child sends it back: the candidates' latest entries it saw,
         encoded by msgspec (pickle takes ~1 us a struct), and the rest of it."""
-        seen = msgspec.msgpack.encode([entry for entry in self.latest.values() if entry is not None])
-        self.latest = {}
+        seen = msgspec.msgpack.encode(list(self.latest.values()))
+        self.candidates, self.latest = set(), {}
         self.durations.fold()
         return seen, self
 
@@ -773,7 +852,7 @@ class _Scan:
         self.statuses = folded
 
     def result(self, loc: Locations) -> MetricsSummary:
-        self._tally([entry for entry in self.latest.values() if entry is not None])
+        self._tally(list(self.latest.values()))
         self.latest.clear()
         status_counts: Counter[str] = Counter()
         for status, count in self.statuses.items():

@@ -2,10 +2,10 @@
 
 The summary reads a block of lines with msgspec's C decoder when that cannot
 read it differently from json line by line, and line by line with json
-otherwise; it counts each run once over two passes, the second one in two
-processes for a large file. Most cases below run three ways: with the usual
-256 KiB reads, with 64-byte ones (blocks of a line or two), and with 64-byte
-ones and the second pass in two processes whatever the file's size. A property
+otherwise; it counts each run once over two passes, made by two processes for
+a large file. Most cases below run three ways: with the usual 256 KiB reads,
+with 64-byte ones (blocks of a line or two), and with 64-byte ones and two
+processes whatever the file's size. A property
 test holds the whole thing to a plain reference reading (json.loads line by
 line, a dict of the latest line per run), which is what docs/interface.md
 section 8 describes.
@@ -636,20 +636,27 @@ def test_exact_parts_sum_to_the_exact_sum(values: list[float]) -> None:
     assert math.fsum(parts) == math.fsum(values)
 
 
-def test_a_wrong_guess_of_the_line_count_starts_again(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("split_bytes", [metrics_summary._SPLIT_BYTES, 0], ids=["one-process", "two-processes"])
+def test_a_wrong_guess_of_the_line_count_starts_again(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, split_bytes: int
+) -> None:
     """A first block of one long line makes the file look short: the first pass's
     table is made small, and once more ids come than it was made for, both passes
     start again with room for as many as the file can hold. Same result."""
+    monkeypatch.setattr(metrics_summary, "_SPLIT_BYTES", split_bytes)
     lines = [line_of(entry("big", "succeeded", 1, padding="p" * (1536 << 10))), "garbage"]
     lines += [line_of({"run_id": f"r{n % 9000}", "status": "failed", "duration_seconds": n}) for n in range(10_000)]
     content = ("\n".join(lines) + "\n").encode()
     write_metrics(repo, content)
     attempts = given_to_two_passes(monkeypatch, "most_ids")
+    children = children_started(monkeypatch)
     summary = metrics_summary.summarize(loc_for(repo))
     assert figures(summary) == reference(content)
     assert [e["raw"] for e in summary.parse_errors] == ["garbage"]
     assert summary.entries_total == 9001
     assert len(attempts) == 2 and attempts[0] < 100 < 10_000 < attempts[1]
+    assert len(children) == (2 if split_bytes == 0 and len(os.sched_getaffinity(0)) > 1 else 0)
+    assert_reaped(children)
 
 
 def test_thousands_of_statuses_are_folded(repo: Path) -> None:
@@ -728,17 +735,17 @@ def children_started(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return pids
 
 
-def in_the_child(monkeypatch: pytest.MonkeyPatch, action: Any) -> None:
-    """``action()`` runs in the forked child before its share of the second pass."""
+def in_the_child(monkeypatch: pytest.MonkeyPatch, action: Any, before: str) -> None:
+    """``action()`` runs in the forked child before it calls ``before`` (a function of metrics_summary)."""
     parent = os.getpid()
-    second_pass = metrics_summary._second_pass
+    function = getattr(metrics_summary, before)
 
     def hooked(*args: Any) -> Any:
         if os.getpid() != parent:
             action()
-        return second_pass(*args)
+        return function(*args)
 
-    monkeypatch.setattr(metrics_summary, "_second_pass", hooked)
+    monkeypatch.setattr(metrics_summary, before, hooked)
 
 
 def assert_reaped(pids: list[int]) -> None:
@@ -760,7 +767,7 @@ def many_runs_file(repo: Path) -> bytes:
     return content
 
 
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: the second pass is never split")
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: never two processes")
 @pytest.mark.parametrize("keep_durations", [False, True])
 def test_the_second_half_is_counted_in_a_child(
     repo: Path, monkeypatch: pytest.MonkeyPatch, keep_durations: bool
@@ -779,26 +786,30 @@ def test_the_second_half_is_counted_in_a_child(
         assert sorted(split.durations or []) == sorted(whole.durations or [])
 
 
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: the second pass is never split")
-def test_what_fails_in_the_child_fails_the_summary(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: never two processes")
+@pytest.mark.parametrize("before", ["_run_id_hashes", "_repeated_hashes", "_second_pass"])
+def test_what_fails_in_the_child_fails_the_summary(repo: Path, before: str) -> None:
+    """In the first pass's reading, before its table (after the first swap), or in the second pass."""
     many_runs_file(repo)
-    set_way(monkeypatch, (256, 0))
-    pids = children_started(monkeypatch)
 
     def unreadable() -> None:
         raise OSError(errno.EIO, "Input/output error")
 
-    in_the_child(monkeypatch, unreadable)
-    with pytest.raises(OSError, match="Input/output error"):
-        metrics_summary.summarize(loc_for(repo))
-    in_the_child(monkeypatch, lambda: os.kill(os.getpid(), signal.SIGKILL))
-    with pytest.raises(OSError, match="stopped before it was done"):
-        metrics_summary.summarize(loc_for(repo))
+    pids: list[int] = []
+    for action, message in [(unreadable, "Input/output error"), (lambda: os.kill(os.getpid(), signal.SIGKILL),
+                                                                 "second process ended before it was done")]:
+        with pytest.MonkeyPatch.context() as patch:
+            set_way(patch, (256, 0))
+            started = children_started(patch)
+            in_the_child(patch, action, before)
+            with pytest.raises(OSError, match=message):
+                metrics_summary.summarize(loc_for(repo))
+        pids += started
     assert len(pids) == 2
     assert_reaped(pids)
 
 
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: the second pass is never split")
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: never two processes")
 def test_a_misread_block_in_the_childs_half_starts_the_passes_again(
     repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -814,3 +825,23 @@ def test_a_misread_block_in_the_childs_half_starts_the_passes_again(
     assert checked == [False, True]
     assert len(pids) == 2
     assert_reaped(pids)
+
+
+@EACH_WAY
+def test_a_run_id_hashed_like_none_still_counts_once(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lines without a run id each count on their own, even when a run id that
+    repeats has the same hash as None (a collision made here by hand)."""
+    import builtins
+
+    def colliding_hash(value: object) -> int:
+        return builtins.hash(None) if value == "collider" else builtins.hash(value)
+
+    monkeypatch.setattr(metrics_summary, "hash", colliding_hash, raising=False)
+    lines = [line_of(entry("collider", "failed", 1)), '{"status":"succeeded"}', '{"run_id":null,"status":"failed"}']
+    lines += [line_of(entry(f"r{n}", "succeeded", n)) for n in range(30)]
+    lines += ['{"status":"succeeded"}', line_of(entry("collider", "succeeded", 2)), '{"status":"failed"}']
+    content = ("\n".join(lines) + "\n").encode()
+    write_metrics(repo, content)
+    summary = metrics_summary.summarize(loc_for(repo))
+    assert figures(summary) == reference(content)
+    assert (summary.entries_total, summary.entries_succeeded) == (35, 33)
