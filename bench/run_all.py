@@ -22,7 +22,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 # Quick ones first; the 2-minute heartbeat benchmark last.
-BENCHMARKS = ["poll", "start", "commands", "metrics_summary", "migrate", "list", "worker_rss", "heartbeat_gap", "save"]
+BENCHMARKS = [
+    "poll", "start", "commands", "watch", "metrics_summary", "migrate", "list", "worker_rss", "heartbeat_gap", "save",
+]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,7 @@ SCRIPTS = {
     "poll": "median / python -c pass:",
     "start": "median start:",
     "commands": "one more command beyond bash -c true:",
+    "watch": "the watch's end after the run's",
     "metrics_summary": "peak summed RSS growth from",
     "migrate": "migration, median:",
     "list": "runs: --format json (all)",
@@ -28,7 +29,7 @@ SCRIPTS = {
     "heartbeat_gap": "start -> the worker's first heartbeat:",
     "save": "save, 50 commands",
 }
-SLOW = {"start", "commands", "worker_rss", "heartbeat_gap"}
+SLOW = {"start", "commands", "watch", "worker_rss", "heartbeat_gap"}
 
 
 @pytest.mark.parametrize(
