@@ -248,12 +248,20 @@ def _cut(fd: int, size: int) -> int | None:
     """Where the file is cut between two processes: just past the first line break
     after its middle; None for a small file, where only one CPU is there to make
     the passes, or when no line ends soon enough after the middle."""
-    if size < _SPLIT_BYTES or len(os.sched_getaffinity(0)) < 2:
+    if size < _SPLIT_BYTES or usable_cpus() < 2:
         return None
     offset = size // 2
     end = os.pread(fd, min(MAX_LINE_BYTES, size - offset), offset).find(b"\n")
     cut = offset + end + 1
     return cut if end >= 0 and cut < size else None
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (all of them where the system cannot say)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no sched_getaffinity (macOS)
+        return os.cpu_count() or 1
 
 
 def _both_passes(

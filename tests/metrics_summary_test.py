@@ -655,7 +655,7 @@ def test_a_wrong_guess_of_the_line_count_starts_again(
     assert [e["raw"] for e in summary.parse_errors] == ["garbage"]
     assert summary.entries_total == 9001
     assert len(attempts) == 2 and attempts[0] < 100 < 10_000 < attempts[1]
-    assert len(children) == (2 if split_bytes == 0 and len(os.sched_getaffinity(0)) > 1 else 0)
+    assert len(children) == (2 if split_bytes == 0 and metrics_summary.usable_cpus() > 1 else 0)
     assert_reaped(children)
 
 
@@ -767,7 +767,7 @@ def many_runs_file(repo: Path) -> bytes:
     return content
 
 
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: never two processes")
+@pytest.mark.skipif(metrics_summary.usable_cpus() < 2, reason="one CPU: never two processes")
 @pytest.mark.parametrize("keep_durations", [False, True])
 def test_the_second_half_is_counted_in_a_child(
     repo: Path, monkeypatch: pytest.MonkeyPatch, keep_durations: bool
@@ -786,7 +786,7 @@ def test_the_second_half_is_counted_in_a_child(
         assert sorted(split.durations or []) == sorted(whole.durations or [])
 
 
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: never two processes")
+@pytest.mark.skipif(metrics_summary.usable_cpus() < 2, reason="one CPU: never two processes")
 @pytest.mark.parametrize("before", ["_run_id_hashes", "_repeated_hashes", "_second_pass"])
 def test_what_fails_in_the_child_fails_the_summary(repo: Path, before: str) -> None:
     """In the first pass's reading, before its table (after the first swap), or in the second pass."""
@@ -809,7 +809,7 @@ def test_what_fails_in_the_child_fails_the_summary(repo: Path, before: str) -> N
     assert_reaped(pids)
 
 
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: never two processes")
+@pytest.mark.skipif(metrics_summary.usable_cpus() < 2, reason="one CPU: never two processes")
 def test_a_misread_block_in_the_childs_half_starts_the_passes_again(
     repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
