@@ -185,8 +185,14 @@ def test_logged_session_records_manifest_transcript_and_result(tmp_path: Path, r
     assert manifest_text == json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"  # as jq wrote it
 
     transcript = (run_dir / "mcp-server.log").read_text()
-    # The protocol stream, as the old transcripts hold it, with the server's stderr between.
-    assert [line for line in transcript.splitlines() if line.startswith("{")] == done.stdout.splitlines()
+    # The protocol stream, as the old transcripts hold it, with the server's stderr between:
+    # two tees append to the file, so the two streams meet wherever their writes do (a
+    # message and its line break may be two writes, with the stderr's between them).
+    position = 0
+    for line in done.stdout.splitlines():
+        found = transcript.find(line, position)
+        assert found >= 0, f"{line!r} not in the transcript after offset {position}:\n{transcript}"
+        position = found + len(line)
     assert "`codex mcp-server` is deprecated (stand-in)" in transcript  # and the server's stderr
 
     result_text = (run_dir / "result.json").read_text()
