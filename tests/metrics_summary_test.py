@@ -21,6 +21,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -845,3 +846,49 @@ def test_a_run_id_hashed_like_none_still_counts_once(repo: Path, monkeypatch: py
     summary = metrics_summary.summarize(loc_for(repo))
     assert figures(summary) == reference(content)
     assert (summary.entries_total, summary.entries_succeeded) == (35, 33)
+
+
+def _ended(pid: int) -> bool:
+    """Gone, or a zombie that whoever adopted it has not reaped yet."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(metrics_summary.usable_cpus() < 2, reason="one CPU: never two processes")
+def test_the_child_ends_when_the_summary_is_killed(repo: Path) -> None:
+    """A summary SIGKILLed before it answers its child: the child, waiting for it,
+    ends instead of staying behind."""
+    from conftest import CHECKOUT
+
+    many_runs_file(repo)
+    code = f"""
+import os, sys, time
+sys.path.insert(0, {str(CHECKOUT)!r})
+from mcp_core import metrics_summary
+from mcp_core.paths import locate
+metrics_summary._SPLIT_BYTES, metrics_summary._READ_BYTES = 0, 256
+parent, read = os.getpid(), metrics_summary._run_id_hashes
+def stuck(*args):
+    if os.getpid() == parent:
+        print("stuck", flush=True)
+        time.sleep(600)
+    return read(*args)
+metrics_summary._run_id_hashes = stuck
+metrics_summary.summarize(locate({{"MCP_RUNNER_REPO_ROOT": {str(repo)!r}}}, cwd={str(repo)!r}))
+"""
+    summary = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert summary.stdout is not None and summary.stdout.readline() == "stuck\n"
+        with open(f"/proc/{summary.pid}/task/{summary.pid}/children") as listed:
+            [child] = [int(pid) for pid in listed.read().split()]
+        assert not _ended(child)
+    finally:
+        summary.kill()
+        summary.wait()
+    deadline = time.monotonic() + 60
+    while not _ended(child) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _ended(child)
