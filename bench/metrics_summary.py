@@ -6,7 +6,10 @@ and callers without Node run it. Lines are shaped as the runner writes them
 (about 358 bytes, so 1,000,000 lines make 341 MiB): 1 in 100 runs has a second
 line (a retried run), and a few lines are not JSON. Budgets (issue 11): 100,000
 lines in <= 0.25 x the old runner's 651 ms, with memory flat in the file size;
-1,000,000 lines in <= 0.4 x its 3.36 s, and <= 64 MiB.
+1,000,000 lines in <= 0.4 x its 3.36 s, and <= 64 MiB. Memory is sampled every
+~2 ms over the summary and the child it forks for a large file: the budget is on
+their summed PSS (what the two hold, each shared page once); their summed RSS
+(shared pages twice) is printed beside it.
 """
 
 from __future__ import annotations
@@ -95,23 +98,25 @@ def main(argv: list[str] | None = None) -> int:
             (stats,) = common.round_robin([subject], runs_here, args.warmup, rss_runs=2)
             print(f"  measured {stats.label}: median {common.ms(stats.median)}")
             all_stats.append(stats)
-            # A large file's second pass forks a child: the budget is on both processes, summed.
+            # A large file is summarized by two processes (the second a fork of the first): the
+            # budget is on the memory of both, their summed PSS (each page they share counted
+            # once); their summed RSS counts those pages twice, an upper bound, printed too.
             tree = [common.tree_peaks([metrics_script], env=env, cwd=repo) for _ in range(2)]
             rss_sum, pss_sum = max(rss for rss, _ in tree), max(pss for _, pss in tree)
-            peaks[lines] = rss_sum
+            peaks[lines] = pss_sum
             report.figure(f"lines_{lines}", {"size_mib": size_mib, "peak_rss_sum_mib": rss_sum,
                                              "peak_pss_sum_mib": pss_sum, **stats.to_json()},
-                          f"{lines:,} lines: peak summed RSS of the summary and its child {common.mib(rss_sum)}"
-                          f" (summed PSS {common.mib(pss_sum)}; one process's, by /usr/bin/time:"
-                          f" {common.mib(stats.peak_rss_mib)})")
+                          f"{lines:,} lines: peak summed PSS of the summary and its child {common.mib(pss_sum)}"
+                          f" (summed RSS, shared pages twice: {common.mib(rss_sum)}; one process's RSS, by"
+                          f" /usr/bin/time: {common.mib(stats.peak_rss_mib)})")
             if lines in BUDGETS:
                 verdicts.append(((f"{lines:,} lines, median", common.ms(stats.median),
                                   f"<= {common.ms(BUDGETS[lines])}", stats.median <= BUDGETS[lines]),
                                  {"value": stats.median, "old": OLD_KEYS[lines]}))
             if lines in RSS_BUDGET_MIB:
-                verdicts.append(((f"{lines:,} lines, peak summed RSS", common.mib(rss_sum),
-                                  f"<= {RSS_BUDGET_MIB[lines]} MiB", rss_sum <= RSS_BUDGET_MIB[lines]),
-                                 {"value": rss_sum, "old": OLD_KEYS[lines] + "_rss"}))
+                verdicts.append(((f"{lines:,} lines, peak summed PSS", common.mib(pss_sum),
+                                  f"<= {RSS_BUDGET_MIB[lines]} MiB", pss_sum <= RSS_BUDGET_MIB[lines]),
+                                 {"value": pss_sum, "old": OLD_KEYS[lines] + "_rss"}))
         floors = common.round_robin([common.python_floor(env)], args.runs, args.warmup, rss_runs=1)
     report.table(all_stats + floors)
     for verdict, compared in verdicts:
@@ -119,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                       else None, **compared)
     smallest = min(peaks)
     growth = max(peaks.values()) - peaks[smallest]
-    report.budget(f"peak summed RSS growth from {smallest:,} to {max(peaks):,} lines", common.mib(growth),
+    report.budget(f"peak summed PSS growth from {smallest:,} to {max(peaks):,} lines", common.mib(growth),
                   f"flat (<= {FLAT_SLACK_MIB:g} MiB)", growth <= FLAT_SLACK_MIB)
     report.finish()
     return 0

@@ -22,7 +22,7 @@ SCRIPTS = {
     "start": "median start:",
     "commands": "one more command beyond bash -c true:",
     "watch": "the watch's end after the run's",
-    "metrics_summary": "peak summed RSS growth from",
+    "metrics_summary": "peak summed PSS growth from",
     "migrate": "migration, median:",
     "list": "runs: --format json (all)",
     "worker_rss": "worker + server, peak RSS:",
