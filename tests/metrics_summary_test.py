@@ -5,10 +5,9 @@ read it differently from json line by line, and line by line with json
 otherwise; it counts each run once over two passes, made by two processes for
 a large file. Most cases below run three ways: with the usual 256 KiB reads,
 with 64-byte ones (blocks of a line or two), and with 64-byte ones and two
-processes whatever the file's size. A property
-test holds the whole thing to a plain reference reading (json.loads line by
-line, a dict of the latest line per run), which is what docs/interface.md
-section 8 describes.
+processes whatever the file's size. A property test holds the whole thing to a
+plain reference reading (json.loads line by line, a dict of the latest line per
+run), which is what docs/interface.md section 8 describes.
 """
 
 from __future__ import annotations
@@ -35,8 +34,8 @@ from mcp_core import metrics, metrics_summary
 from mcp_core.jsfmt import dumps_compact
 from mcp_core.paths import Locations, locate
 
-# (read size, file size from which the second pass is made in two processes): blocks
-# of hundreds of lines, of a line or two, and of a line or two in two processes
+# (read size, file size from which two processes make the summary): blocks of
+# hundreds of lines, of a line or two, and of a line or two in two processes
 WAYS = [(metrics_summary._READ_BYTES, metrics_summary._SPLIT_BYTES), (64, metrics_summary._SPLIT_BYTES), (64, 0)]
 
 
@@ -46,11 +45,11 @@ def set_way(patch: pytest.MonkeyPatch, way: tuple[int, int]) -> None:
 
 
 @pytest.fixture(params=WAYS, ids=["256KiB-reads", "64B-reads", "64B-reads-two-processes"])
-def block_bytes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+def way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     set_way(monkeypatch, request.param)
 
 
-EACH_WAY = pytest.mark.usefixtures("block_bytes")
+EACH_WAY = pytest.mark.usefixtures("way")
 
 
 def summarize_each_way(loc: Locations) -> list[metrics_summary.MetricsSummary]:
@@ -719,7 +718,7 @@ def test_the_summary_takes_the_size_between_two_appends(repo: Path) -> None:
     assert (results[0].entries_total, results[0].parse_errors) == (2, [])
 
 
-# -- the second pass in two processes ----------------------------------------------
+# -- two processes ---------------------------------------------------------------
 
 
 def children_started(monkeypatch: pytest.MonkeyPatch) -> list[int]:
