@@ -367,13 +367,19 @@ def _parse_iso(text: str) -> dt.datetime | None:
     except ValueError:
         return None
 def _parse_with_dateutil(text: str) -> dt.datetime | None:
+    import warnings
+
     from dateutil import parser  # ~35 ms to import: only for unusual shapes
 
     try:
         return parser.isoparse(text)
     except (ValueError, OverflowError):
         pass
-    try:
-        return parser.parse(text)
-    except (ValueError, OverflowError, parser.ParserError):
-        return None
+    # A time zone name dateutil does not know ("10:00 ZT") is no timestamp, as for
+    # Date.parse; dateutil would warn on stderr (a run's text) and ignore the name.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", parser.UnknownTimezoneWarning)
+        try:
+            return parser.parse(text)
+        except (ValueError, OverflowError, parser.ParserError, parser.UnknownTimezoneWarning):
+            return None

@@ -315,11 +315,19 @@ def test_parse_timestamp_ms_non_strings_are_unknown(value: Any) -> None:
     assert parse_timestamp_ms(value) is None
 
 
+@pytest.mark.filterwarnings("error")  # nor warns: a warning would print a run's text on stderr
 @settings(max_examples=300, deadline=None)
 @given(value=st.one_of(st.text(), st.text(alphabet="0123456789-:TZ.+ "), scalars, st.binary()))
 def test_parse_timestamp_ms_never_raises(value: Any) -> None:
     result = parse_timestamp_ms(value)
     assert result is None or (isinstance(result, float) and math.isfinite(result))
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("text", ["2020-01-01 10:00 ZT", "2020-01-01T10:00:00 XYZ", "10:00 QQ 2020-01-01"])
+def test_an_unknown_time_zone_name_is_no_timestamp(text: str) -> None:
+    """dateutil would ignore the name (and warn); Date.parse gives NaN."""
+    assert parse_timestamp_ms(text) is None
 
 
 @settings(max_examples=300, deadline=None)
