@@ -106,10 +106,10 @@ def run_process(
         return Sample(wall, peak, cpu, process.returncode, out.read(), err.read())
 
 
-def status_kib(pid: int, key: str) -> int:
-    """A figure of /proc/PID/status in KiB (VmRSS, VmHWM); 0 when the process is gone."""
+def _proc_kib(path: str, key: str) -> int:
+    """The figure ``key`` of a /proc file in KiB; 0 when the process is gone."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        for line in Path(path).read_text().splitlines():
             if line.startswith(key + ":"):
                 return int(line.split()[1])
     except (OSError, ValueError, IndexError):
@@ -117,15 +117,14 @@ def status_kib(pid: int, key: str) -> int:
     return 0
 
 
+def status_kib(pid: int, key: str) -> int:
+    """A figure of /proc/PID/status in KiB (VmRSS, VmHWM)."""
+    return _proc_kib(f"/proc/{pid}/status", key)
+
+
 def pss_kib(pid: int) -> int:
     """The process's proportional set size in KiB (shared pages split between their users)."""
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
+    return _proc_kib(f"/proc/{pid}/smaps_rollup", "Pss")
 
 
 def children(pid: int) -> list[int]:

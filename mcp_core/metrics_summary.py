@@ -92,6 +92,7 @@ _PARSE_ERROR_CHARS_KEPT = 1 << 20  # and the raw lines kept hold at most this mu
 MAX_LINE_BYTES = 4 << 20  # a longer line is a parse error, never held in memory whole
 _READ_BYTES = 1 << 18  # 256 KiB: a block, its copy and its items stay in the caches
 _SPLIT_BYTES = 8 << 20  # a smaller file is summarized by one process: a fork costs more than it saves
+_CUT_READ_BYTES = 1 << 16  # the search for the line break after the middle reads this much at a time
 _SLOT_BITS = 24  # at most: 16 MiB of slots, a few percent of them taken by a million runs
 _SHORTEST_LINE_WITH_AN_ID = len(b'{"run_id":""}\n')
 # Durations held (8 MiB) before they are folded into their exact sum: folding takes
@@ -250,10 +251,17 @@ def _cut(fd: int, size: int) -> int | None:
     the passes, or when no line ends soon enough after the middle."""
     if size < _SPLIT_BYTES or usable_cpus() < 2:
         return None
-    offset = size // 2
-    end = os.pread(fd, min(MAX_LINE_BYTES, size - offset), offset).find(b"\n")
-    cut = offset + end + 1
-    return cut if end >= 0 and cut < size else None
+    start = offset = size // 2
+    while offset < min(size, start + MAX_LINE_BYTES):  # a line is found in its first read, but for a long one
+        chunk = os.pread(fd, min(_CUT_READ_BYTES, size - offset), offset)
+        end = chunk.find(b"\n")
+        if end >= 0:
+            cut = offset + end + 1
+            return cut if cut < size else None
+        if not chunk:
+            break
+        offset += len(chunk)
+    return None
 
 
 def usable_cpus() -> int:
